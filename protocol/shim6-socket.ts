@@ -1,17 +1,113 @@
 /**
- * The one I/O adapter in protocol/: a raw IPv6 socket for protocol 140 that sends a Shim6
- * message from an exact source locator (IPV6_HDRINCL: we write the IPv6 header) and
- * delivers received Shim6 messages with the address they came from. Used by both daemons
- * and by the shim6-wire tool; everything else in protocol/ is pure.
+ * The one I/O adapter in protocol/: raw IPv6 sockets for protocol 140.
+ *
+ * Sending: one raw socket per source locator, bound to it, so that the kernel both writes
+ * that source into the IPv6 header and routes by it (source-address policy routing, as a
+ * host with provider-assigned prefixes needs). raw-socket cannot bind, so these sockets are
+ * made with libc through koffi. Receiving: one unbound raw socket (raw-socket), which
+ * delivers each Shim6 message with its source address (the kernel strips the IPv6 header).
+ *
+ * Used by both daemons and by the shim6-wire tool; everything else in protocol/ is pure.
  */
 import { EventEmitter } from 'node:events';
+import koffi from 'koffi';
 import * as raw from 'raw-socket';
-import { parseIPv6 } from './address';
+import { formatIPv6, parseIPv6 } from './address';
 import { IPPROTO_SHIM6 } from './constants';
 
-const IPV6_HEADER_LENGTH = 40;
-/** Linux's IPV6_HDRINCL (since 4.5); raw-socket 1.8.1 is built without the constant. */
-const IPV6_HDRINCL = raw.SocketOption.IPV6_HDRINCL ?? 36;
+const AF_INET6 = 10;
+const SOCK_RAW = 3;
+const SOCK_CLOEXEC = 0o2000000;
+const SOCKADDR_IN6_LENGTH = 28;
+
+interface Libc {
+  socket: (domain: number, type: number, protocol: number) => number;
+  bind: (fd: number, addr: Buffer, len: number) => number;
+  sendto: (fd: number, buf: Buffer, len: number, flags: number, addr: Buffer, addrlen: number) => number;
+  close: (fd: number) => number;
+}
+
+let libc: Libc | undefined;
+function loadLibc(): Libc {
+  if (libc) return libc;
+  const lib = koffi.load('libc.so.6');
+  libc = {
+    socket: lib.func('int socket(int, int, int)') as Libc['socket'],
+    bind: lib.func('int bind(int, const uint8_t *addr, uint32_t len)') as Libc['bind'],
+    sendto: lib.func('intptr_t sendto(int, const uint8_t *buf, size_t len, int flags, const uint8_t *addr, uint32_t addrlen)') as Libc['sendto'],
+    close: lib.func('int close(int)') as Libc['close'],
+  };
+  return libc;
+}
+
+/** An errno-carrying failure of a socket call. */
+export class Shim6SocketError extends Error {
+  override readonly name = 'Shim6SocketError';
+  constructor(
+    readonly call: string,
+    readonly errno: number,
+    detail: string,
+  ) {
+    super(`${call}: errno ${errno}${detail ? ` (${detail})` : ''}`);
+  }
+}
+
+function sockaddrIn6(address: Buffer): Buffer {
+  const sa = Buffer.alloc(SOCKADDR_IN6_LENGTH);
+  sa.writeUInt16LE(AF_INET6, 0); // sin6_family, host order
+  address.copy(sa, 8); // sin6_addr
+  return sa;
+}
+
+/** Sends Shim6 messages from exact source locators. */
+export class Shim6Sender {
+  /** Bound socket per source locator (canonical text). */
+  private readonly sockets = new Map<string, number>();
+
+  /** Sends one Shim6 message (the octets after the IPv6 header) from `source` to `destination`. */
+  send(message: Buffer, source: string, destination: string): void {
+    const src = parseIPv6(source);
+    const dst = parseIPv6(destination);
+    if (!src || !dst) throw new RangeError(`not IPv6 addresses: ${source} → ${destination}`);
+    const c = loadLibc();
+    const fd = this.socketFor(formatIPv6(src), src);
+    const sa = sockaddrIn6(dst);
+    if (c.sendto(fd, message, message.length, 0, sa, sa.length) < 0) {
+      throw new Shim6SocketError('sendto', koffi.errno(), `${source} → ${destination}`);
+    }
+  }
+
+  private socketFor(key: string, src: Buffer): number {
+    const known = this.sockets.get(key);
+    if (known !== undefined) return known;
+    const c = loadLibc();
+    const fd = c.socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_SHIM6);
+    if (fd < 0) throw new Shim6SocketError('socket', koffi.errno(), 'raw IPv6 protocol 140 needs CAP_NET_RAW');
+    const sa = sockaddrIn6(src);
+    if (c.bind(fd, sa, sa.length) < 0) {
+      const errno = koffi.errno();
+      c.close(fd);
+      throw new Shim6SocketError('bind', errno, `${key} is not a local address`);
+    }
+    this.sockets.set(key, fd);
+    return fd;
+  }
+
+  /** Closes the socket of one source locator (for example when that address goes away). */
+  forget(source: string): void {
+    const key = parseIPv6(source);
+    const k = key ? formatIPv6(key) : source;
+    const fd = this.sockets.get(k);
+    if (fd === undefined) return;
+    loadLibc().close(fd);
+    this.sockets.delete(k);
+  }
+
+  close(): void {
+    for (const fd of this.sockets.values()) loadLibc().close(fd);
+    this.sockets.clear();
+  }
+}
 
 export interface ReceivedShim6 {
   /** The Shim6 header and what follows it (the kernel strips the IPv6 header). */
@@ -19,44 +115,16 @@ export interface ReceivedShim6 {
   source: string;
 }
 
-/** Builds the 40-octet IPv6 header of a packet carrying `payloadLength` octets of Shim6. */
-export function shim6Ipv6Header(source: Buffer, destination: Buffer, payloadLength: number, hopLimit: number): Buffer {
-  const h = Buffer.alloc(IPV6_HEADER_LENGTH);
-  h[0] = 0x60;
-  h.writeUInt16BE(payloadLength, 4);
-  h[6] = IPPROTO_SHIM6;
-  h[7] = hopLimit;
-  source.copy(h, 8);
-  destination.copy(h, 24);
-  return h;
-}
-
-export class Shim6Socket extends EventEmitter<{ message: [ReceivedShim6]; error: [Error] }> {
+/** Receives every Shim6 message addressed to this host. */
+export class Shim6Receiver extends EventEmitter<{ message: [ReceivedShim6]; error: [Error] }> {
   private readonly socket: raw.Socket;
   private closed = false;
 
-  private constructor() {
+  constructor() {
     super();
     this.socket = raw.createSocket({ protocol: IPPROTO_SHIM6, addressFamily: raw.AddressFamily.IPv6, bufferSize: 65535 });
-    this.socket.setOption(raw.SocketLevel.IPPROTO_IPV6, IPV6_HDRINCL, 1);
     this.socket.on('message', (buffer, source) => this.emit('message', { message: Buffer.from(buffer), source }));
     this.socket.on('error', (e) => this.emit('error', e));
-  }
-
-  /** Opens the socket (needs CAP_NET_RAW). */
-  static open(): Shim6Socket {
-    return new Shim6Socket();
-  }
-
-  /** Sends one Shim6 message from `source` to `destination` (both IPv6 text). */
-  send(message: Buffer, source: string, destination: string, hopLimit = 64): Promise<void> {
-    const src = parseIPv6(source);
-    const dst = parseIPv6(destination);
-    if (!src || !dst) return Promise.reject(new RangeError(`not IPv6 addresses: ${source} → ${destination}`));
-    const packet = Buffer.concat([shim6Ipv6Header(src, dst, message.length, hopLimit), message]);
-    return new Promise((resolve, reject) => {
-      this.socket.send(packet, 0, packet.length, destination, (error) => (error ? reject(error) : resolve()));
-    });
   }
 
   close(): void {

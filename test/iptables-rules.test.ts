@@ -18,8 +18,8 @@ import {
   type RulesConfig,
   type Runner,
 } from '../iptables-rules';
-import { Testbed, type Host } from './support/testbed';
-import { waitFor } from './support/wait';
+import { Testbed, type Host } from '../scripts/lib/testbed';
+import { waitFor } from '../scripts/lib/wait';
 
 const A1 = '2001:db8:a1::a';
 const A2 = '2001:db8:a2::a';

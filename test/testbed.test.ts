@@ -3,7 +3,7 @@
  * the reply crosses R_j), path cuts both ways and one way, and clean destruction.
  */
 import { strict as assert } from 'node:assert';
-import { run, Testbed, TESTBED_SCRIPT, type Host } from './support/testbed';
+import { run, Testbed, TESTBED_SCRIPT, type Host } from '../scripts/lib/testbed';
 
 /** Namespaces in `ip netns list`. */
 async function netnsList(): Promise<string[]> {

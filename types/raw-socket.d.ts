@@ -4,7 +4,7 @@ declare module 'raw-socket' {
 
   export const AddressFamily: { IPv4: number; IPv6: number };
   export const SocketLevel: { SOL_SOCKET: number; IPPROTO_IP: number; IPPROTO_IPV6: number };
-  export const SocketOption: { IPV6_HDRINCL?: number; IPV6_UNICAST_HOPS: number; IPV6_V6ONLY: number; SO_RCVBUF: number; SO_SNDBUF: number };
+  export const SocketOption: { IPV6_UNICAST_HOPS: number; IPV6_V6ONLY: number; SO_RCVBUF: number; SO_SNDBUF: number };
 
   export interface SocketOptions {
     protocol?: number;
@@ -14,7 +14,9 @@ declare module 'raw-socket' {
 
   export class Socket extends EventEmitter {
     send(buffer: Buffer, offset: number, length: number, address: string, afterCallback: (error: Error | null, bytes: number) => void): this;
+    send(buffer: Buffer, offset: number, length: number, address: string, beforeCallback: () => void, afterCallback: (error: Error | null, bytes: number) => void): this;
     setOption(level: number, option: number, value: number): void;
+    setOption(level: number, option: number, value: Buffer, length: number): void;
     close(): this;
     on(event: 'message', listener: (buffer: Buffer, source: string) => void): this;
     on(event: 'error', listener: (error: Error) => void): this;

@@ -77,7 +77,7 @@ export class CommandError extends Error {
 }
 
 /** The testbed tool, scripts/testbed. */
-export const TESTBED_SCRIPT = path.resolve(__dirname, '..', '..', 'scripts', 'testbed');
+export const TESTBED_SCRIPT = path.resolve(__dirname, '..', 'testbed');
 
 /** Runs argv (no shell) and collects its output. */
 export function run(argv: readonly string[], options: ExecOptions = {}): Promise<ExecResult> {
