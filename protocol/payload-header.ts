@@ -180,6 +180,21 @@ function restore(out: Uint8Array, nextHeaderOffset: number, nextHeader: number, 
 }
 
 /**
+ * Moves the headers before the payload header that locatePayloadHeader found (in `at`) 8
+ * octets up over it, restores Next Header, Payload Length and the ULIDs, and returns the view
+ * from octet 8: measured faster than copying two sub-ranges (each needs a view).
+ */
+function stripLocatedPayloadHeader(buf: Buffer, sourceUlid: Uint8Array, destinationUlid: Uint8Array): Buffer {
+  const shim = at.offset;
+  const nextHeaderOffset = at.nextHeaderOffset;
+  const nextHeader = buf[shim] as number;
+  buf.copyWithin(PAYLOAD_HEADER_LENGTH, 0, shim);
+  const out = buf.subarray(PAYLOAD_HEADER_LENGTH);
+  restore(out, nextHeaderOffset, nextHeader, sourceUlid, destinationUlid);
+  return out;
+}
+
+/**
  * Inbound: the packet without its payload header (a new buffer; `packet` is not changed),
  * with the Next Header restored, Payload Length − 8 and the addresses set to the ULIDs,
  * and the tag it carried. Throws RangeError on a bad ULID (those come from our code).
@@ -189,17 +204,10 @@ export function deshimPacket(packet: Uint8Array, sourceUlid: Uint8Array, destina
   checkAddress(destinationUlid, 'destination ULID');
   const bad = locatePayloadHeader(packet);
   if (bad) return bad;
-  const shim = at.offset;
-  const nextHeaderOffset = at.nextHeaderOffset;
-  const receiverContextTag = readContextTag(packet, shim + 2);
-  // Copy whole, move the headers before the payload header 8 octets up over it, and return
-  // the view from octet 8: measured faster than copying two sub-ranges (each needs a view).
+  const receiverContextTag = readContextTag(packet, at.offset + 2);
   const copy = Buffer.allocUnsafe(packet.length);
   copy.set(packet, 0);
-  copy.copyWithin(PAYLOAD_HEADER_LENGTH, 0, shim);
-  const out = copy.subarray(PAYLOAD_HEADER_LENGTH);
-  restore(out, nextHeaderOffset, packet[shim] as number, sourceUlid, destinationUlid);
-  return { receiverContextTag, packet: out };
+  return { receiverContextTag, packet: stripLocatedPayloadHeader(copy, sourceUlid, destinationUlid) };
 }
 
 /**
@@ -213,11 +221,5 @@ export function deshimPacketInPlace(packet: Buffer, sourceUlid: Uint8Array, dest
   checkAddress(destinationUlid, 'destination ULID');
   const bad = locatePayloadHeader(packet);
   if (bad) return bad;
-  const shim = at.offset;
-  const nextHeaderOffset = at.nextHeaderOffset;
-  const nextHeader = packet[shim] as number;
-  packet.copyWithin(PAYLOAD_HEADER_LENGTH, 0, shim);
-  const out = packet.subarray(PAYLOAD_HEADER_LENGTH);
-  restore(out, nextHeaderOffset, nextHeader, sourceUlid, destinationUlid);
-  return out;
+  return stripLocatedPayloadHeader(packet, sourceUlid, destinationUlid);
 }
