@@ -57,10 +57,13 @@ export function parseIPv6(text: string): Buffer | undefined {
   return buf;
 }
 
-/** Like parseIPv6, but throws a RangeError naming the bad text (for configuration and tests). */
-export function ipv6(text: string): Buffer {
+/**
+ * Like parseIPv6, but throws a RangeError naming the bad text (and `what` it was meant to be):
+ * for configuration, encoders (whose input comes from our own code) and tests.
+ */
+export function ipv6(text: string, what?: string): Buffer {
   const b = parseIPv6(text);
-  if (!b) throw new RangeError(`not an IPv6 address: '${text}'`);
+  if (!b) throw new RangeError(`${what ? `${what}: ` : ''}not an IPv6 address: '${text}'`);
   return b;
 }
 

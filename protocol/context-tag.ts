@@ -2,7 +2,6 @@
  * 47-bit context tags (RFC 5533 section 5): carried as a reserved bit followed by 47 bits,
  * across a 16-bit and a 32-bit word. Held as a JS number (exact up to 2^53).
  */
-import { randomBytes } from 'node:crypto';
 import { MAX_CONTEXT_TAG } from './constants';
 
 export function isContextTag(tag: number): boolean {
@@ -27,17 +26,4 @@ export function writeContextTag(buf: Uint8Array, offset: number, tag: number, to
   buf[offset + 3] = (lo >>> 16) & 0xff;
   buf[offset + 4] = (lo >>> 8) & 0xff;
   buf[offset + 5] = lo & 0xff;
-}
-
-/** A fresh random non-zero context tag. */
-export function randomContextTag(): number {
-  for (;;) {
-    const tag = readContextTag(randomBytes(6), 0);
-    if (tag !== 0) return tag;
-  }
-}
-
-/** Hex text of a tag, as the console shows it (12 hex digits). */
-export function formatContextTag(tag: number): string {
-  return tag.toString(16).padStart(12, '0');
 }

@@ -8,9 +8,10 @@
  * Hdr Ext Len counts 8-octet units after the first 8. The checksum covers the Shim6
  * message alone, no pseudo-header.
  */
-import { formatIPv6, parseIPv6 } from './address';
+import { formatIPv6, ipv6 } from './address';
+import { checkUint } from './field-range';
 import { checksumVerifies, internetChecksum } from './checksum';
-import { IPV6_MIN_MTU, MAX_SHIM6_HEADER_LENGTH, MessageType, MessageTypeName, NO_NEXT_HEADER, ReapState, messageTypeName } from './constants';
+import { IPV6_MIN_MTU, MAX_SHIM6_HEADER_LENGTH, MessageType, MessageTypeName, NO_NEXT_HEADER, messageTypeName } from './constants';
 import { readContextTag, writeContextTag } from './context-tag';
 import { DecodeResult, fail, guarded, ok } from './decode-result';
 import { OptionDecodeSettings, Shim6Option, decodeOptions, optionContentLength, optionTotalLength, writeOption } from './options';
@@ -128,16 +129,6 @@ function pad8(n: number): number {
   return (n + 7) & ~7;
 }
 
-function checkUint(value: number, bits: number, what: string): void {
-  if (!Number.isInteger(value) || value < 0 || value > 2 ** bits - 1) throw new RangeError(`${what} must fit ${bits} bits: ${value}`);
-}
-
-function address(text: string, what: string): Buffer {
-  const b = parseIPv6(text);
-  if (!b) throw new RangeError(`${what}: not an IPv6 address: '${text}'`);
-  return b;
-}
-
 /** Octets the message takes on the wire. */
 export function controlMessageLength(m: ControlMessage): number {
   if (m.type === 'Error') return FIXED_LENGTH.Error + pad8(m.packetInError.length);
@@ -213,8 +204,8 @@ export function encodeControlMessage(m: ControlMessage, settings: EncodeSettings
       buf[15] = m.reapState;
       let q = FIXED_LENGTH.Probe;
       for (const r of [...m.sentProbes, ...m.receivedProbes]) {
-        address(r.source, 'probe source').copy(buf, q);
-        address(r.destination, 'probe destination').copy(buf, q + 16);
+        ipv6(r.source, 'probe source').copy(buf, q);
+        ipv6(r.destination, 'probe destination').copy(buf, q + 16);
         writeUint32(buf, q + 32, r.nonce, 'probe nonce');
         writeUint32(buf, q + 36, r.data, 'probe data');
         q += PROBE_REPORT_LENGTH;
@@ -363,9 +354,4 @@ function decode(buf: Buffer, settings: OptionDecodeSettings): DecodeResult<Decod
   if (!opts.ok) return { ok: false, error: { ...opts.error, messageType: typeNumber } };
   message.options = opts.value;
   return ok({ message, nextHeader, length });
-}
-
-/** The REAP state name of a Probe's Sta field. */
-export function reapStateName(sta: number): keyof typeof ReapState | undefined {
-  return (Object.keys(ReapState) as (keyof typeof ReapState)[]).find((k) => ReapState[k] === sta);
 }

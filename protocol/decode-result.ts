@@ -60,8 +60,3 @@ export function guarded<T>(body: () => DecodeResult<T>): DecodeResult<T> {
     return fail('INTERNAL', 0, `decoder fault: ${e instanceof Error ? e.message : String(e)}`);
   }
 }
-
-/** One line for logs: "BAD_CHECKSUM at offset 4: ...". */
-export function describeDecodeError(e: DecodeError): string {
-  return `${e.code} at offset ${e.offset}: ${e.message}`;
-}

@@ -5,7 +5,8 @@
  * only) | contents | padding, padded so that the whole option is a multiple of 8 octets:
  * total length = 11 + Length - (Length + 3) mod 8.
  */
-import { formatIPv6, parseIPv6 } from './address';
+import { formatIPv6, ipv6 } from './address';
+import { checkUint } from './field-range';
 import { OptionType } from './constants';
 import { DecodeError, DecodeResult, fail, ok } from './decode-result';
 
@@ -127,16 +128,6 @@ export function optionContentLength(o: Shim6Option): number {
   }
 }
 
-function address(text: string, what: string): Buffer {
-  const b = parseIPv6(text);
-  if (!b) throw new RangeError(`${what}: not an IPv6 address: '${text}'`);
-  return b;
-}
-
-function checkUint(value: number, bits: number, what: string): void {
-  if (!Number.isInteger(value) || value < 0 || value > 2 ** bits - 1) throw new RangeError(`${what} must fit ${bits} bits: ${value}`);
-}
-
 /**
  * Writes an option at buf[offset]; returns the offset after it. buf must be zeroed there
  * (padding and reserved fields are left as they are). Throws RangeError on values that do
@@ -165,7 +156,7 @@ export function writeOption(buf: Buffer, offset: number, o: Shim6Option): number
         buf[c + 5 + i] = l.verificationMethod;
       });
       const locStart = c + 4 + methodsFieldLength(n);
-      o.locators.forEach((l, i) => address(l.address, 'locator').copy(buf, locStart + 16 * i));
+      o.locators.forEach((l, i) => ipv6(l.address, 'locator').copy(buf, locStart + 16 * i));
       break;
     }
     case 'LocatorPreferences': {
@@ -199,8 +190,8 @@ export function writeOption(buf: Buffer, offset: number, o: Shim6Option): number
       o.signature.copy(buf, c);
       break;
     case 'UlidPair':
-      address(o.senderUlid, 'sender ULID').copy(buf, c + 4);
-      address(o.receiverUlid, 'receiver ULID').copy(buf, c + 20);
+      ipv6(o.senderUlid, 'sender ULID').copy(buf, c + 4);
+      ipv6(o.receiverUlid, 'receiver ULID').copy(buf, c + 20);
       break;
     case 'ForkedInstanceIdentifier':
       checkUint(o.forkedInstanceId, 32, 'forked instance identifier');

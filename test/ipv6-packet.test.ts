@@ -6,7 +6,7 @@
  * the shim/deshim it cross-checks.
  */
 import { strict as assert } from 'node:assert';
-import { ipv6 } from '../protocol/address';
+import { ipv6Packet } from './support/packets';
 import {
   ExtensionHeader,
   HeaderChain,
@@ -66,15 +66,7 @@ function extensionHeader(h: Ext, next: number): Buffer {
 function packet(chain: Ext[], upper: number, body: Buffer = Buffer.alloc(8, 0x11)): Buffer {
   const parts: Buffer[] = chain.map((h, i) => extensionHeader(h, chain[i + 1]?.type ?? upper));
   parts.push(body);
-  const payload = Buffer.concat(parts);
-  const header = Buffer.alloc(40);
-  header[0] = 0x60;
-  header.writeUInt16BE(payload.length, 4);
-  header[6] = chain[0]?.type ?? upper;
-  header[7] = 64;
-  ipv6('2001:db8:1::1').copy(header, 8);
-  ipv6('2001:db8:2::2').copy(header, 24);
-  return Buffer.concat([header, payload]);
+  return ipv6Packet({ source: '2001:db8:1::1', destination: '2001:db8:2::2', nextHeader: chain[0]?.type ?? upper, payload: Buffer.concat(parts) });
 }
 
 function walk(p: Uint8Array): HeaderChain {

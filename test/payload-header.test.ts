@@ -8,6 +8,7 @@
 import { strict as assert } from 'node:assert';
 import fc from 'fast-check';
 import { ipv6 } from '../protocol/address';
+import { ipv6Packet } from './support/packets';
 import { onesComplementSum } from '../protocol/checksum';
 import { MAX_CONTEXT_TAG } from '../protocol/constants';
 import {
@@ -82,17 +83,8 @@ function extensionHeader(h: Ext, next: number): Buffer {
 function packet(chain: Ext[], upper: number, body: Uint8Array, source: Uint8Array = ULID_A, destination: Uint8Array = ULID_B): Buffer {
   const parts: Buffer[] = chain.map((h, i) => extensionHeader(h, chain[i + 1]?.type ?? upper));
   parts.push(Buffer.from(body));
-  const payload = Buffer.concat(parts);
-  const header = Buffer.alloc(40);
-  header[0] = 0x60;
-  header[1] = 0x0a; // traffic class and flow label, to see they are carried
-  header[3] = 0x42;
-  header.writeUInt16BE(payload.length, 4);
-  header[6] = chain[0]?.type ?? upper;
-  header[7] = 64;
-  header.set(source, 8);
-  header.set(destination, 24);
-  return Buffer.concat([header, payload]);
+  // Traffic class and flow label set, to see they are carried.
+  return ipv6Packet({ source, destination, nextHeader: chain[0]?.type ?? upper, payload: Buffer.concat(parts), firstWord: 0x600a_0042 });
 }
 
 /** A UDP datagram (header + data) with its checksum computed over the given addresses. */

@@ -4,21 +4,25 @@
 import { ipv6 } from '../../protocol/address';
 
 export interface Ipv6PacketSpec {
-  source: string;
-  destination: string;
+  /** Text, or the 16 octets. */
+  source: string | Uint8Array;
+  destination: string | Uint8Array;
+  /** Next Header of the IPv6 header: the first extension header or the upper layer. */
   nextHeader: number;
-  payload: Buffer;
+  payload: Uint8Array;
   hopLimit?: number;
+  /** Version, Traffic Class and Flow Label: the first 32-bit word (default 0x60000000). */
+  firstWord?: number;
 }
 
 /** A 40-octet IPv6 header with Payload Length set, followed by the payload. */
 export function ipv6Packet(spec: Ipv6PacketSpec): Buffer {
   const header = Buffer.alloc(40);
-  header[0] = 0x60;
+  header.writeUInt32BE(spec.firstWord ?? 0x6000_0000, 0);
   header.writeUInt16BE(spec.payload.length, 4);
   header[6] = spec.nextHeader;
   header[7] = spec.hopLimit ?? 64;
-  ipv6(spec.source).copy(header, 8);
-  ipv6(spec.destination).copy(header, 24);
+  header.set(typeof spec.source === 'string' ? ipv6(spec.source) : spec.source, 8);
+  header.set(typeof spec.destination === 'string' ? ipv6(spec.destination) : spec.destination, 24);
   return Buffer.concat([header, spec.payload]);
 }
