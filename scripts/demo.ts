@@ -6,14 +6,9 @@
  *
  * Exit codes: 0 everything behaved as expected, 1 something did not (it says what).
  */
-import { spawn } from 'node:child_process';
-import { join } from 'node:path';
 import { MessageTypeName } from '../protocol/constants';
 import { Testbed } from './lib/testbed';
-import { waitFor } from './lib/wait';
-
-const TSX = join(__dirname, '..', 'node_modules', '.bin', 'tsx');
-const WIRE = join(__dirname, 'shim6-wire.ts');
+import { sendShim6, startShim6Listener } from './lib/shim6-wire';
 
 function say(text = ''): void {
   process.stdout.write(`${text}\n`);
@@ -32,22 +27,11 @@ async function pairMatrix(tb: Testbed, port: number): Promise<Map<string, boolea
 
 /** Sends `types` from A (from → to) while a listener on B records what arrives; returns the decoded lines. */
 async function shim6Exchange(tb: Testbed, from: string, to: string, types: MessageTypeName[]): Promise<Array<Record<string, unknown>>> {
-  const listener = spawn('ip', ['netns', 'exec', tb.namespaces.b, TSX, WIRE, 'listen', '--count', String(types.length), '--timeout-ms', '6000'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const lines: Array<Record<string, unknown>> = [];
-  let out = '';
-  let listening = false;
-  let exited = false;
-  listener.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-  listener.stderr.setEncoding('utf8').on('data', (d: string) => (listening ||= d.includes('listening')));
-  listener.once('exit', () => (exited = true));
-  await waitFor(() => listening || exited, { what: 'the Shim6 listener on B', timeoutMs: 15_000 });
-  for (const [k, type] of types.entries()) {
-    await tb.exec('a', [TSX, WIRE, 'send', '--from', from, '--to', to, '--type', type, '--tag', String(0x5a5a00 + k), '--nonce', String(1000 + k)]);
-  }
-  await waitFor(() => exited, { what: 'the Shim6 listener to finish', timeoutMs: 15_000 });
-  for (const l of out.split('\n')) if (l.trim()) lines.push(JSON.parse(l) as Record<string, unknown>);
-  for (const l of lines) say(`    B received from ${String(l['source'])}: ${JSON.stringify({ ...l, source: undefined })}`);
-  return lines;
+  const listener = await startShim6Listener(tb, 'b', types.length, 6000);
+  for (const [k, type] of types.entries()) await sendShim6(tb, 'a', from, to, type, 0x5a5a00 + k, 1000 + k);
+  await listener.finished();
+  for (const l of listener.lines) say(`    B received from ${String(l['source'])}: ${JSON.stringify({ ...l, source: undefined })}`);
+  return listener.lines;
 }
 
 async function main(): Promise<number> {
