@@ -8,6 +8,7 @@
  * delivers each Shim6 message with its source address (the kernel strips the IPv6 header).
  *
  * Used by both daemons and by the shim6-wire tool; everything else in protocol/ is pure.
+ * RawIPv6Sender serves other protocols too (shim6d sends ICMPv6 Packet Too Big with it).
  */
 import { EventEmitter } from 'node:events';
 import koffi from 'koffi';
@@ -59,12 +60,17 @@ function sockaddrIn6(address: Buffer): Buffer {
   return sa;
 }
 
-/** Sends Shim6 messages from exact source locators. */
-export class Shim6Sender {
-  /** Bound socket per source locator (canonical text). */
+/**
+ * Sends raw IPv6 packets of one protocol (the octets after the IPv6 header) from exact source
+ * addresses: one raw socket per source, bound to it.
+ */
+export class RawIPv6Sender {
+  /** Bound socket per source address (canonical text). */
   private readonly sockets = new Map<string, number>();
 
-  /** Sends one Shim6 message (the octets after the IPv6 header) from `source` to `destination`. */
+  constructor(readonly protocol: number) {}
+
+  /** Sends one message (the octets after the IPv6 header) from `source` to `destination`. */
   send(message: Buffer, source: string, destination: string): void {
     const src = parseIPv6(source);
     const dst = parseIPv6(destination);
@@ -81,8 +87,8 @@ export class Shim6Sender {
     const known = this.sockets.get(key);
     if (known !== undefined) return known;
     const c = loadLibc();
-    const fd = c.socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_SHIM6);
-    if (fd < 0) throw new Shim6SocketError('socket', koffi.errno(), 'raw IPv6 protocol 140 needs CAP_NET_RAW');
+    const fd = c.socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC, this.protocol);
+    if (fd < 0) throw new Shim6SocketError('socket', koffi.errno(), `raw IPv6 protocol ${this.protocol} needs CAP_NET_RAW`);
     const sa = sockaddrIn6(src);
     if (c.bind(fd, sa, sa.length) < 0) {
       const errno = koffi.errno();
@@ -93,7 +99,7 @@ export class Shim6Sender {
     return fd;
   }
 
-  /** Closes the socket of one source locator (for example when that address goes away). */
+  /** Closes the socket of one source address (for example when that address goes away). */
   forget(source: string): void {
     const key = parseIPv6(source);
     const k = key ? formatIPv6(key) : source;
@@ -106,6 +112,13 @@ export class Shim6Sender {
   close(): void {
     for (const fd of this.sockets.values()) loadLibc().close(fd);
     this.sockets.clear();
+  }
+}
+
+/** Sends Shim6 messages (protocol 140) from exact source locators. */
+export class Shim6Sender extends RawIPv6Sender {
+  constructor() {
+    super(IPPROTO_SHIM6);
   }
 }
 

@@ -1,0 +1,216 @@
+/**
+ * shim6d on the testbed, started as a user would (bin/shim6d --config FILE inside the
+ * host's namespace), with its own run directory, and its admin console reached from inside
+ * that namespace. Used by the integration tests, the benchmarks and the demo.
+ *
+ *   const d = await Shim6dProcess.start(tb, 'a', { shim6d: { contexts: [...] } });
+ *   await d.console('shim 1 2001:db8:a2::a 2001:db8:b2::b');
+ *   const dump = await d.dumpJson();
+ *   await d.stop();             // SIGTERM; resolves with the exit status
+ */
+import { spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readdirSync, rmSync, statSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Host, Testbed } from './testbed';
+import { waitFor } from './wait';
+
+const ROOT = join(__dirname, '..', '..');
+const BIN = join(ROOT, 'bin', 'shim6d');
+const BUILT = join(ROOT, 'dist', 'shim6d', 'main.js');
+const SOURCE_DIRS = ['protocol', 'common', 'shim6d', 'reapd', 'ipc', 'iptables-rules'];
+
+function newestSource(dir: string): number {
+  let newest = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) newest = Math.max(newest, newestSource(p));
+    else if (e.name.endsWith('.ts')) newest = Math.max(newest, statSync(p).mtimeMs);
+  }
+  return newest;
+}
+
+/** Runs `npm run build` when a daemon source is newer than dist/ (bin/shim6d runs dist/). */
+export function ensureBuilt(): void {
+  const built = existsSync(BUILT) ? statSync(BUILT).mtimeMs : 0;
+  const newest = Math.max(...SOURCE_DIRS.filter((d) => existsSync(join(ROOT, d))).map((d) => newestSource(join(ROOT, d))));
+  if (built >= newest) return;
+  const r = spawnSync('npm', ['run', 'build', '--silent'], { cwd: ROOT, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`npm run build failed:\n${r.stdout}${r.stderr}`);
+}
+
+// One UDP datagram to the console, one reply (or exit 1 after the timeout).
+const CONSOLE_CLIENT = `
+const dgram = require('node:dgram');
+const [port, timeoutMs, command] = process.argv.slice(1);
+const s = dgram.createSocket('udp4');
+s.on('message', (m) => { process.stdout.write(m); process.exit(0); });
+s.on('error', (e) => { process.stderr.write(e.message + '\\n'); process.exit(2); });
+s.send(command, Number(port), '127.0.0.1');
+setTimeout(() => process.exit(1), Number(timeoutMs));
+`;
+
+export interface StartOptions {
+  /** Wait this long for the console to answer (default 20 s). */
+  timeoutMs?: number;
+  /** Log level (default debug: the log is kept in the run directory). */
+  logLevel?: string;
+}
+
+export type ConfigDocument = Record<string, unknown> & { shim6d?: Record<string, unknown> };
+
+export class Shim6dProcess {
+  private exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  stderr = '';
+
+  private constructor(
+    readonly tb: Testbed,
+    readonly host: Host,
+    readonly child: ChildProcess,
+    readonly runDir: string,
+    readonly configFile: string,
+    readonly logFile: string,
+    readonly consolePort: number,
+  ) {
+    child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+      this.stderr = (this.stderr + d).slice(-65536);
+    });
+    child.once('exit', (code, signal) => (this.exit = { code, signal }));
+  }
+
+  /** The run directory used for host (its config, pid file and log live there). */
+  static runDirOf(tb: Testbed, host: Host): string {
+    return join('/tmp', `shim6-${tb.id}-${host}`);
+  }
+
+  /**
+   * Writes the configuration (runDir, log file and console filled in unless given) and starts
+   * shim6d; resolves once its console answers. Rejects with the daemon's stderr if it exits.
+   */
+  static async start(tb: Testbed, host: Host, config: ConfigDocument, options: StartOptions = {}): Promise<Shim6dProcess> {
+    ensureBuilt();
+    const runDir = Shim6dProcess.runDirOf(tb, host);
+    mkdirSync(runDir, { recursive: true, mode: 0o700 });
+    const logFile = join(runDir, 'shim6d.log');
+    const s = config.shim6d ?? {};
+    const doc = {
+      runDir,
+      ...config,
+      shim6d: {
+        log: { level: options.logLevel ?? 'debug', file: logFile, stderr: true },
+        ...s,
+      },
+    };
+    const consolePort = Number((s['console'] as { port?: number } | undefined)?.port ?? 19384);
+    const configFile = join(runDir, 'shim6.json');
+    writeFileSync(configFile, `${JSON.stringify(doc, null, 2)}\n`);
+    const child = tb.spawn(host, process.execPath, [BIN, '--config', configFile], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const d = new Shim6dProcess(tb, host, child, runDir, configFile, logFile, consolePort);
+    await d.waitReady(options.timeoutMs ?? 20_000);
+    return d;
+  }
+
+  /** Resolves once the console answers `stats`. */
+  async waitReady(timeoutMs = 20_000): Promise<void> {
+    await waitFor(
+      async () => {
+        if (this.exit) throw new Error(`shim6d in ${this.host} exited (${String(this.exit.code ?? this.exit.signal)}): ${this.stderr.trim()}`);
+        const r = await this.tryConsole('stats', 500);
+        return r !== undefined && r.startsWith('uptime');
+      },
+      { what: `shim6d in ${this.host} to answer on its console`, timeoutMs, intervalMs: 100 },
+    ).catch((e: unknown) => {
+      if (this.exit) throw new Error(`shim6d in ${this.host} exited (${String(this.exit.code ?? this.exit.signal)}): ${this.stderr.trim()}`);
+      throw e;
+    });
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  get running(): boolean {
+    return this.exit === undefined;
+  }
+
+  private async tryConsole(command: string, timeoutMs: number): Promise<string | undefined> {
+    const r = await this.tb.exec(this.host, [process.execPath, '-e', CONSOLE_CLIENT, String(this.consolePort), String(timeoutMs), command], {
+      check: false,
+      timeoutMs: timeoutMs + 10_000,
+    });
+    return r.code === 0 ? r.stdout : undefined;
+  }
+
+  /** One console command, its reply; throws if no reply comes within 5 s. */
+  async console(command: string): Promise<string> {
+    const r = await this.tryConsole(command, 5000);
+    if (r === undefined) throw new Error(`no console reply from shim6d in ${this.host} to '${command}'`);
+    return r;
+  }
+
+  async dumpJson(): Promise<DumpJson> {
+    return JSON.parse(await this.console('dump json')) as DumpJson;
+  }
+
+  /** Waits for the process to exit; resolves with its status. */
+  async waitExit(timeoutMs = 20_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    return waitFor(() => this.exit, { what: `shim6d in ${this.host} to exit`, timeoutMs, intervalMs: 20 });
+  }
+
+  /** SIGTERM, then waits for the exit. */
+  async stop(timeoutMs = 20_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    if (this.exit) return this.exit;
+    this.child.kill('SIGTERM');
+    return this.waitExit(timeoutMs);
+  }
+
+  /** SIGKILL: no clean-up at all, as in a crash. */
+  async kill(): Promise<void> {
+    if (this.exit) return;
+    this.child.kill('SIGKILL');
+    await this.waitExit();
+  }
+
+  log(): string {
+    return existsSync(this.logFile) ? readFileSync(this.logFile, 'utf8') : '';
+  }
+
+  /** Removes the run directory (after the process has exited). */
+  cleanup(): void {
+    rmSync(this.runDir, { recursive: true, force: true });
+  }
+}
+
+export interface DumpContext {
+  id: number;
+  state: string;
+  localUlid: string;
+  peerUlid: string;
+  localContextTag: number;
+  peerContextTag: number;
+  currentPair: { local: string; peer: string };
+  shimmed: boolean;
+  pathMtu: number | null;
+  counters: {
+    shimmedPackets: number;
+    shimmedOctets: number;
+    deshimmedPackets: number;
+    deshimmedOctets: number;
+    packetTooBigSent: number;
+    drops: Record<string, number>;
+  };
+}
+
+export interface DumpJson {
+  contexts: DumpContext[];
+  dataPlane: { outboundPackets: number; inboundPackets: number; shimmedPackets: number; deshimmedPackets: number; controlMessages: number; packetTooBigSent: number; drops: Record<string, number> };
+}
+
+/** A static context for each host of the testbed: A's ULID a1, B's b1, both locators each. */
+export function testbedContexts(tb: Testbed, tags: { a: number; b: number } = { a: 0x0a0a0a0a01, b: 0x0b0b0b0b01 }): Record<'a' | 'b', Record<string, unknown>> {
+  const [a1, a2] = tb.a.locators as [string, string];
+  const [b1, b2] = tb.b.locators as [string, string];
+  return {
+    a: { id: 1, localUlid: a1, peerUlid: b1, localContextTag: tags.a, peerContextTag: tags.b, localLocators: [a1, a2], peerLocators: [b1, b2] },
+    b: { id: 1, localUlid: b1, peerUlid: a1, localContextTag: tags.b, peerContextTag: tags.a, localLocators: [b1, b2], peerLocators: [a1, a2] },
+  };
+}

@@ -1,0 +1,139 @@
+/**
+ * Moving contexts between locator pairs, keeping the context table and the netfilter rules
+ * in step: the one place that knows the order matters.
+ *
+ * - To a pair other than the ULIDs: set the pair (and its path MTU) in the table first, then
+ *   add the ULID pair to the rules, so the first queued packet finds its locators.
+ * - Back to the ULID pair: take the rule out first, then reset the pair; packets queued
+ *   in between are still shimmed, which the peer accepts.
+ * - Between two non-ULID pairs: the table only; the rule stays.
+ *
+ * Operations are serialised. Pure apart from the injected rules and path MTU lookup.
+ */
+import { ContextError, isShimmed, resolvePair, type ContextSpec, type ShimContext } from './context';
+import type { ContextTable } from './context-table';
+
+/** The part of iptables-rules' Shim6Rules this needs. */
+export interface PairRules {
+  addShimmedPair(srcUlid: string, dstUlid: string): Promise<void>;
+  removeShimmedPair(srcUlid: string, dstUlid: string): Promise<void>;
+}
+
+export interface ShimControlLogger {
+  info(message: string, meta?: Record<string, unknown>): void;
+  warn(message: string, meta?: Record<string, unknown>): void;
+}
+
+/** Path MTU of (local, peer) locators; a rejection means unknown (the default applies). */
+export type PathMtuLookup = (local: string, peer: string) => Promise<number>;
+
+export class ShimControl {
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    readonly table: ContextTable,
+    private readonly rules: PairRules,
+    private readonly pathMtu: PathMtuLookup,
+    private readonly log: ShimControlLogger,
+  ) {}
+
+  /** Adds a context; when its pair is not the ULID pair, also its rule. */
+  install(spec: ContextSpec): Promise<ShimContext> {
+    return this.serial(async () => {
+      const ctx = this.table.add(spec);
+      if (isShimmed(ctx)) {
+        try {
+          ctx.pathMtu = await this.lookup(ctx);
+          await this.rules.addShimmedPair(ctx.localUlid.text, ctx.peerUlid.text);
+        } catch (e) {
+          this.table.remove(ctx.id);
+          throw e;
+        }
+      }
+      this.log.info('context installed', describe(ctx));
+      return ctx;
+    });
+  }
+
+  /** `shim <id> <local> <peer>`: send the context's packets on this pair from now on. */
+  moveTo(id: number, localLocator: string, peerLocator: string): Promise<ShimContext> {
+    return this.serial(async () => {
+      const ctx = this.get(id);
+      const pair = resolvePair(ctx, localLocator, peerLocator);
+      const wasShimmed = isShimmed(ctx);
+      const before = { current: ctx.current, pathMtu: ctx.pathMtu };
+      const toUlids = pair.local === ctx.localUlid && pair.peer === ctx.peerUlid;
+      if (toUlids) {
+        if (wasShimmed) await this.rules.removeShimmedPair(ctx.localUlid.text, ctx.peerUlid.text);
+        ctx.current = pair;
+        ctx.pathMtu = undefined;
+      } else {
+        const mtu = await this.lookupPair(pair.local.text, pair.peer.text);
+        ctx.current = pair;
+        ctx.pathMtu = mtu;
+        if (!wasShimmed) {
+          try {
+            await this.rules.addShimmedPair(ctx.localUlid.text, ctx.peerUlid.text);
+          } catch (e) {
+            ctx.current = before.current;
+            ctx.pathMtu = before.pathMtu;
+            throw e;
+          }
+        }
+      }
+      this.log.info('context moved', { ...describe(ctx), from: `${before.current.local.text} → ${before.current.peer.text}` });
+      return ctx;
+    });
+  }
+
+  /** `deshim <id>`: back to the ULID pair; no rewriting, no payload header. */
+  returnToUlids(id: number): Promise<ShimContext> {
+    const ctx = this.get(id);
+    return this.moveTo(id, ctx.localUlid.text, ctx.peerUlid.text);
+  }
+
+  /** Removes a context (and its rule). */
+  remove(id: number): Promise<ShimContext> {
+    return this.serial(async () => {
+      const ctx = this.get(id);
+      if (isShimmed(ctx)) await this.rules.removeShimmedPair(ctx.localUlid.text, ctx.peerUlid.text);
+      this.table.remove(id);
+      this.log.info('context removed', describe(ctx));
+      return ctx;
+    });
+  }
+
+  private get(id: number): ShimContext {
+    const ctx = this.table.byId(id);
+    if (!ctx) throw new ContextError(`no context ${id}`);
+    return ctx;
+  }
+
+  private lookup(ctx: ShimContext): Promise<number | undefined> {
+    return this.lookupPair(ctx.current.local.text, ctx.current.peer.text);
+  }
+
+  private async lookupPair(local: string, peer: string): Promise<number | undefined> {
+    try {
+      return await this.pathMtu(local, peer);
+    } catch (e) {
+      this.log.warn('path MTU unknown, using the default', { local, peer, error: e instanceof Error ? e.message : String(e) });
+      return undefined;
+    }
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+}
+
+function describe(ctx: ShimContext): Record<string, unknown> {
+  return {
+    id: ctx.id,
+    ulids: `${ctx.localUlid.text} → ${ctx.peerUlid.text}`,
+    pair: `${ctx.current.local.text} → ${ctx.current.peer.text}`,
+    pathMtu: ctx.pathMtu,
+  };
+}
