@@ -471,5 +471,6 @@ function normalisePair(p: ShimmedPair): ShimmedPair {
  * name and addresses with their prefix length.
  */
 function normaliseSaved(line: string): string {
-  return line.replace(/ -p shim6( |$)/, ` -p 140$1`);
+  // ip6tables-save names protocol 140 and quotes every comment.
+  return line.replace(/ -p shim6( |$)/, ` -p 140$1`).replace(/ --comment "([^" ]*)"/g, ' --comment $1');
 }

@@ -114,6 +114,9 @@ function queue(n: number): string[] {
   return ['-j', 'NFQUEUE', '--queue-num', String(n), '--queue-bypass'];
 }
 
+/** Comment of the rule that keeps conntrack and reassembly on (see chainRules). */
+export const DEFRAG_COMMENT = 'shim6:reassemble-before-SHIM6-IN';
+
 /** The jumps from the built-in chains into ours (each must exist exactly once). */
 export function hookRules(c: RulesConfig): RuleSpec[] {
   return [
@@ -129,7 +132,16 @@ export function chainRules(c: RulesConfig, match: PairMatch): RuleSpec[] {
     { table: 'mangle', chain: c.outChain, args: ['-p', String(SHIM6_PROTOCOL), '-j', 'RETURN'] },
   ];
   if (match === 'pair-set') out.push({ table: 'mangle', chain: c.outChain, args: ['-m', 'set', '--match-set', c.pairSet, 'src,dst', ...queue(c.outQueue)] });
-  return [...out, { table: 'raw', chain: c.inChain, args: ['-p', String(SHIM6_PROTOCOL), ...queue(c.inQueue)] }];
+  return [
+    ...out,
+    { table: 'raw', chain: c.inChain, args: ['-p', String(SHIM6_PROTOCOL), ...queue(c.inQueue)] },
+    // A no-op (RETURN at the end of the chain) whose conntrack match turns conntrack, and with
+    // it IPv6 reassembly (nf_defrag_ipv6, PREROUTING priority -400), on in this namespace: a
+    // shimmed packet the sender's kernel fragmented after mangle OUTPUT then reaches SHIM6-IN
+    // (priority -300) whole, so its payload header is found; and conntrack sees the flows on
+    // their ULIDs (after the deshim) for the heuristic.
+    { table: 'raw', chain: c.inChain, args: ['-m', 'conntrack', '--ctstate', 'UNTRACKED', '-m', 'comment', '--comment', DEFRAG_COMMENT, '-j', 'RETURN'] },
+  ];
 }
 
 /** Name of the per-ULID set of local ULID `ulid` (canonical text). */

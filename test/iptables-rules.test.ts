@@ -40,9 +40,10 @@ describe('iptables-rules', function () {
           'mangle T-OUT -p 140 -j RETURN',
           'mangle T-OUT -m set --match-set tset src,dst -j NFQUEUE --queue-num 7 --queue-bypass',
           'raw T-IN -p 140 -j NFQUEUE --queue-num 8 --queue-bypass',
+          'raw T-IN -m conntrack --ctstate UNTRACKED -m comment --comment shim6:reassemble-before-SHIM6-IN -j RETURN',
         ],
       );
-      assert.equal(chainRules(c, 'per-ulid').length, 2, 'per-ulid: the pair rules come with the local ULIDs');
+      assert.equal(chainRules(c, 'per-ulid').length, 3, 'per-ulid: the pair rules come with the local ULIDs');
       const bad: Array<Partial<RulesConfig>> = [
         { outChain: 'OUTPUT' },
         { outChain: 'has space' },
@@ -118,6 +119,7 @@ describe('iptables-rules', function () {
           '*raw',
           ':SHIM6-IN - [0:0]',
           '-A SHIM6-IN -p 140 -j NFQUEUE --queue-num 140 --queue-bypass',
+          '-A SHIM6-IN -m conntrack --ctstate UNTRACKED -m comment --comment shim6:reassemble-before-SHIM6-IN -j RETURN',
           '-I PREROUTING 1 -j SHIM6-IN',
           'COMMIT',
           '',
@@ -239,6 +241,7 @@ describe('iptables-rules', function () {
             '-A PREROUTING -j SHIM6-IN',
             '-A SHIM6-OUT -p shim6 -j RETURN',
             '-A SHIM6-IN -p shim6 -j NFQUEUE --queue-num 140 --queue-bypass',
+            '-A SHIM6-IN -m conntrack --ctstate UNTRACKED -m comment --comment "shim6:reassemble-before-SHIM6-IN" -j RETURN',
             ...(match === 'pair-set' ? ['-A SHIM6-OUT -m set --match-set shim6-pairs src,dst -j NFQUEUE --queue-num 141 --queue-bypass'] : []),
           ];
           for (const e of expected) assert.equal(lines.filter((l) => l === e).length, 1, `${e} once in:\n${lines.join('\n')}`);
