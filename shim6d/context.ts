@@ -33,7 +33,7 @@ export const DROP_REASONS = [
   'source-locator-not-in-peer-set',
   /** Inbound: the destination address is not one of our locators for this context. */
   'destination-locator-not-in-local-set',
-  /** Outbound: the packet plus the payload header exceeds the path MTU (a Packet Too Big went to the sender). */
+  /** Outbound TCP: the segment plus the payload header exceeds the path MTU (a Packet Too Big went to the sender). */
   'too-big',
   /** The handler threw: a bug, logged. */
   'internal',
@@ -209,6 +209,6 @@ export function resolvePair(ctx: ShimContext, localText: string, peerText: strin
   const p = peer.key === ctx.peerUlid.key ? ctx.peerUlid : ctx.peerLocators.find((x) => x.key === peer.key);
   if (!l) throw new ContextError(`local locator ${canonicalIPv6(localText) ?? localText} is not one of context ${ctx.id}'s local locators (${ctx.localLocators.map((x) => x.text).join(', ')})`);
   if (!p) throw new ContextError(`peer locator ${canonicalIPv6(peerText) ?? peerText} is not one of context ${ctx.id}'s verified peer locators (${ctx.peerLocators.map((x) => x.text).join(', ')})`);
-  if (p.verification === 'unverified') throw new ContextError(`peer locator ${p.text} of context ${ctx.id} is not verified`);
+  if (p !== ctx.peerUlid && p.verification === 'unverified') throw new ContextError(`peer locator ${p.text} of context ${ctx.id} is not verified`);
   return { local: l, peer: p };
 }

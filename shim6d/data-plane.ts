@@ -3,9 +3,17 @@
  *
  * Outbound (mangle OUTPUT, only ULID pairs of shimmed contexts are queued): rewrite the
  * addresses to the current locator pair and insert the payload header with the peer's
- * context tag (protocol/payload-header). A packet that would then exceed the pair's path MTU
- * is dropped and the sender gets an ICMPv6 Packet Too Big for the ULID pair, as a tunnel
- * entry point does, so TCP lowers its segment size and UDP fragments at the source.
+ * context tag (protocol/payload-header). Packets that outgrow the pair's path MTU:
+ * - TCP: the kernel never fragments it and would drop the shimmed segment with a Packet Too
+ *   Big about a protocol-140 packet that no socket matches (a silent blackhole). So the
+ *   segment is dropped here and the sender gets an ICMPv6 Packet Too Big about its ULID
+ *   packet, as from a tunnel entry: TCP lowers its MSS towards the peer's ULID and resends.
+ * - Anything else (UDP, ICMPv6, ...): shimmed anyway. Linux fragments local packets after
+ *   mangle OUTPUT (a socket's own datagrams may be fragmented unless it asked otherwise), so
+ *   the Fragment header goes before the Shim6 header and the peer reassembles before its
+ *   inbound queue (iptables-rules/README.md). A Packet Too Big would not help here (the
+ *   datagram reaches mangle OUTPUT whole whatever the PMTU) and would make a connected UDP
+ *   socket report EMSGSIZE.
  *
  * Inbound (raw PREROUTING, protocol 140): a control message (P = 0) goes to the control
  * plane; a payload packet (P = 1) is looked up by its receiver context tag and accepted only
@@ -17,7 +25,7 @@
  * effects (Packet Too Big, unknown tag, control message) go through the injected hooks.
  */
 import { IPV6_MIN_MTU } from '../protocol/constants';
-import { PacketError } from '../protocol/ipv6-packet';
+import { PacketError, walkExtensionHeaders } from '../protocol/ipv6-packet';
 import { deshimPacketInPlace, PAYLOAD_HEADER_LENGTH, peekReceiverContextTag, shimPacket } from '../protocol/payload-header';
 import { isShimmed, zeroDrops, type DropCounters, type DropReason, type ShimContext } from './context';
 import type { ContextTable } from './context-table';
@@ -55,6 +63,13 @@ export interface DataPlaneStats {
 }
 
 const VERSION_6 = 0x60;
+const IPPROTO_TCP = 6;
+
+/** True when the packet is TCP (or the first fragment of a TCP segment). Off the fast path. */
+function isTcp(packet: Buffer): boolean {
+  const chain = walkExtensionHeaders(packet);
+  return !(chain instanceof PacketError) && !chain.laterFragment && chain.upperLayerType === IPPROTO_TCP;
+}
 
 export class DataPlane {
   readonly stats: DataPlaneStats = {
@@ -99,7 +114,7 @@ export class DataPlane {
       return 'accept';
     }
     const mtu = ctx.pathMtu ?? this.options.defaultPathMtu;
-    if (packet.length + PAYLOAD_HEADER_LENGTH > mtu) {
+    if (packet.length + PAYLOAD_HEADER_LENGTH > mtu && isTcp(packet)) {
       this.sendPacketTooBig(ctx, packet, mtu - PAYLOAD_HEADER_LENGTH);
       return this.drop('too-big', ctx);
     }

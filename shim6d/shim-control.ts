@@ -57,39 +57,42 @@ export class ShimControl {
 
   /** `shim <id> <local> <peer>`: send the context's packets on this pair from now on. */
   moveTo(id: number, localLocator: string, peerLocator: string): Promise<ShimContext> {
-    return this.serial(async () => {
-      const ctx = this.get(id);
-      const pair = resolvePair(ctx, localLocator, peerLocator);
-      const wasShimmed = isShimmed(ctx);
-      const before = { current: ctx.current, pathMtu: ctx.pathMtu };
-      const toUlids = pair.local === ctx.localUlid && pair.peer === ctx.peerUlid;
-      if (toUlids) {
-        if (wasShimmed) await this.rules.removeShimmedPair(ctx.localUlid.text, ctx.peerUlid.text);
-        ctx.current = pair;
-        ctx.pathMtu = undefined;
-      } else {
-        const mtu = await this.lookupPair(pair.local.text, pair.peer.text);
-        ctx.current = pair;
-        ctx.pathMtu = mtu;
-        if (!wasShimmed) {
-          try {
-            await this.rules.addShimmedPair(ctx.localUlid.text, ctx.peerUlid.text);
-          } catch (e) {
-            ctx.current = before.current;
-            ctx.pathMtu = before.pathMtu;
-            throw e;
-          }
-        }
-      }
-      this.log.info('context moved', { ...describe(ctx), from: `${before.current.local.text} → ${before.current.peer.text}` });
-      return ctx;
-    });
+    return this.serial(() => this.move(this.get(id), localLocator, peerLocator));
   }
 
   /** `deshim <id>`: back to the ULID pair; no rewriting, no payload header. */
   returnToUlids(id: number): Promise<ShimContext> {
-    const ctx = this.get(id);
-    return this.moveTo(id, ctx.localUlid.text, ctx.peerUlid.text);
+    return this.serial(() => {
+      const ctx = this.get(id);
+      return this.move(ctx, ctx.localUlid.text, ctx.peerUlid.text);
+    });
+  }
+
+  private async move(ctx: ShimContext, localLocator: string, peerLocator: string): Promise<ShimContext> {
+    const pair = resolvePair(ctx, localLocator, peerLocator);
+    const wasShimmed = isShimmed(ctx);
+    const before = { current: ctx.current, pathMtu: ctx.pathMtu };
+    const toUlids = pair.local === ctx.localUlid && pair.peer === ctx.peerUlid;
+    if (toUlids) {
+      if (wasShimmed) await this.rules.removeShimmedPair(ctx.localUlid.text, ctx.peerUlid.text);
+      ctx.current = pair;
+      ctx.pathMtu = undefined;
+    } else {
+      const mtu = await this.lookupPair(pair.local.text, pair.peer.text);
+      ctx.current = pair;
+      ctx.pathMtu = mtu;
+      if (!wasShimmed) {
+        try {
+          await this.rules.addShimmedPair(ctx.localUlid.text, ctx.peerUlid.text);
+        } catch (e) {
+          ctx.current = before.current;
+          ctx.pathMtu = before.pathMtu;
+          throw e;
+        }
+      }
+    }
+    this.log.info('context moved', { ...describe(ctx), from: `${before.current.local.text} → ${before.current.peer.text}` });
+    return ctx;
   }
 
   /** Removes a context (and its rule). */

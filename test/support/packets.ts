@@ -2,6 +2,7 @@
  * Builds whole IPv6 packets for tests (the data plane and tshark see whole packets).
  */
 import { ipv6 } from '../../protocol/address';
+import { onesComplementSum } from '../../protocol/checksum';
 
 export interface Ipv6PacketSpec {
   /** Text, or the 16 octets. */
@@ -25,4 +26,21 @@ export function ipv6Packet(spec: Ipv6PacketSpec): Buffer {
   header.set(typeof spec.source === 'string' ? ipv6(spec.source) : spec.source, 8);
   header.set(typeof spec.destination === 'string' ? ipv6(spec.destination) : spec.destination, 24);
   return Buffer.concat([header, spec.payload]);
+}
+
+/** A UDP header and data with the checksum over the IPv6 pseudo-header of (source, destination). */
+export function udpDatagram(source: string, destination: string, sourcePort: number, destinationPort: number, data: Uint8Array): Buffer {
+  const udp = Buffer.alloc(8 + data.length);
+  udp.writeUInt16BE(sourcePort, 0);
+  udp.writeUInt16BE(destinationPort, 2);
+  udp.writeUInt16BE(udp.length, 4);
+  udp.set(data, 8);
+  const pseudo = Buffer.alloc(40);
+  pseudo.set(ipv6(source), 0);
+  pseudo.set(ipv6(destination), 16);
+  pseudo.writeUInt32BE(udp.length, 32);
+  pseudo.writeUInt32BE(17, 36);
+  const sum = onesComplementSum(udp, 0, udp.length, onesComplementSum(pseudo, 0, pseudo.length));
+  udp.writeUInt16BE(~sum & 0xffff || 0xffff, 6);
+  return udp;
 }

@@ -1,0 +1,96 @@
+/**
+ * Packet captures on the testbed with tshark: start one on a host's interface, run traffic,
+ * stop it, then read chosen fields of every packet (Wireshark's own dissectors: an
+ * independent view of what went on the wire).
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
+import type { Host, Testbed } from './testbed';
+import { waitFor } from './wait';
+
+export class Capture {
+  private stderr = '';
+  private exited = false;
+
+  private constructor(
+    private readonly child: ChildProcess,
+    private readonly dir: string,
+    readonly file: string,
+  ) {
+    child.stderr?.setEncoding('utf8').on('data', (d: string) => (this.stderr += d));
+    child.once('exit', () => (this.exited = true));
+  }
+
+  /**
+   * Starts tshark on `iface` of `host` with a capture (BPF) filter; resolves once it captures.
+   * `maxPackets` stops it after that many; `snapLength` keeps only the first octets of each.
+   */
+  static async start(tb: Testbed, host: Host, iface: string, filter: string, options: { maxPackets?: number; snapLength?: number } = {}): Promise<Capture> {
+    const dir = mkdtempSync(join(tmpdir(), 'shim6-capture-'));
+    const file = join(dir, 'capture.pcapng');
+    const limits = [...(options.maxPackets ? ['-c', String(options.maxPackets)] : []), ...(options.snapLength ? ['-s', String(options.snapLength)] : [])];
+    const child = tb.spawn(host, 'tshark', ['-n', '-q', '-i', iface, '-f', filter, ...limits, '-w', file], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const c = new Capture(child, dir, file);
+    await waitFor(
+      () => {
+        if (c.exited) throw new Error(`tshark exited: ${c.stderr.trim()}`);
+        return c.stderr.includes('Capturing on');
+      },
+      { what: `tshark to capture on ${host}/${iface}`, timeoutMs: 20_000, intervalMs: 20 },
+    );
+    return c;
+  }
+
+  /** Stops the capture (SIGINT, so the file is complete). */
+  async stop(): Promise<void> {
+    if (!this.exited) this.child.kill('SIGINT');
+    await waitFor(() => this.exited, { what: 'tshark to stop', timeoutMs: 10_000, intervalMs: 20 });
+  }
+
+  /** One row per packet (matching the display filter), one cell per field. */
+  fields(fields: readonly string[], displayFilter?: string): Promise<string[][]> {
+    const args = ['-n', '-r', this.file, ...(displayFilter ? ['-Y', displayFilter] : []), '-T', 'fields', '-E', 'separator=/t', '-E', 'occurrence=a', '-E', 'aggregator=,', ...fields.flatMap((f) => ['-e', f])];
+    return new Promise((resolve, reject) => {
+      execFile('tshark', args, { maxBuffer: 512 * 1024 * 1024, env: { ...process.env, LC_ALL: 'C' } }, (error, stdout, stderr) => {
+        if (error) return reject(new Error(`tshark -r: ${error.message.split('\n')[0] ?? ''} ${stderr.trim()}`));
+        const lines = stdout.split('\n').filter((l) => l !== '');
+        resolve(lines.map((l) => l.split('\t')));
+      });
+    });
+  }
+
+  /**
+   * The raw octets (hex) of one field per packet, from tshark's JSON with -x: for fields that
+   * tshark shows but gives no value for, such as the payload header's tag (shim6.ct).
+   */
+  rawField(field: string, displayFilter?: string): Promise<string[]> {
+    const args = ['-n', '-r', this.file, ...(displayFilter ? ['-Y', displayFilter] : []), '-T', 'json', '-x'];
+    return new Promise((resolve, reject) => {
+      execFile('tshark', args, { maxBuffer: 1024 * 1024 * 1024, env: { ...process.env, LC_ALL: 'C' } }, (error, stdout, stderr) => {
+        if (error) return reject(new Error(`tshark -r: ${error.message.split('\n')[0] ?? ''} ${stderr.trim()}`));
+        const out: string[] = [];
+        const find = (node: unknown): string | undefined => {
+          if (node === null || typeof node !== 'object') return undefined;
+          const raw = (node as Record<string, unknown>)[`${field}_raw`];
+          if (Array.isArray(raw) && typeof raw[0] === 'string') return raw[0];
+          for (const v of Object.values(node as Record<string, unknown>)) {
+            const f = find(v);
+            if (f !== undefined) return f;
+          }
+          return undefined;
+        };
+        for (const packet of JSON.parse(stdout) as unknown[]) out.push(find(packet) ?? '');
+        resolve(out);
+      });
+    });
+  }
+
+  /** Removes the capture file. */
+  cleanup(): void {
+    if (!this.exited) this.child.kill('SIGKILL');
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
