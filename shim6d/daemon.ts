@@ -38,6 +38,8 @@ export class Shim6Daemon {
   private pidFile: PidFile | undefined;
   private readonly startedAt = Date.now();
   private stopping: Promise<void> | undefined;
+  /** install() was attempted: stop() must remove what it may have added. */
+  private rulesTouched = false;
   /** Rate limit of per-event debug logs from the packet path. */
   private logBudget = { second: 0, left: 20 };
 
@@ -90,6 +92,7 @@ export class Shim6Daemon {
     this.pidFile = acquirePidFile(c.pidFile);
     try {
       this.openQueues();
+      this.rulesTouched = true;
       const installed = await this.rules.install();
       const left = installed.removed;
       if (left.jumps + left.chains.length + left.sets.length > 0) {
@@ -138,10 +141,12 @@ export class Shim6Daemon {
   }
 
   private async teardown(): Promise<void> {
-    try {
-      await this.rules.removeAll();
-    } catch (e) {
-      this.log.error('could not remove every netfilter rule', { error: e instanceof Error ? e.message : String(e) });
+    if (this.rulesTouched) {
+      try {
+        await this.rules.removeAll();
+      } catch (e) {
+        this.log.error('could not remove every netfilter rule', { error: e instanceof Error ? e.message : String(e) });
+      }
     }
     await this.consoleServer?.close();
     this.ptbSender.close();
