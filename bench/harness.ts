@@ -36,3 +36,44 @@ export function report(title: string, rows: Measurement[]): void {
     console.log(`${r.name.padEnd(58)} ${ops.padStart(12)}   x${r.ratio.toFixed(3)} of baseline${r.note ? `   (${r.note})` : ''}`);
   }
 }
+
+/** A measured value that is not operations per second (throughput, packet rate, time, memory). */
+export interface Value {
+  name: string;
+  /** In the unit's base: bit/s, packets/s, s or bytes (see formatValue). */
+  value: number;
+  unit: 'bit/s' | 'packets/s' | 's' | 'bytes';
+  /** Ratio against the baseline of the same group (1 for the baseline itself). */
+  ratio?: number;
+  note?: string;
+}
+
+/** A value with a readable unit: Gbit/s or Mbit/s, k packets/s, s or ms, MiB. */
+export function formatValue(value: number, unit: Value['unit']): string {
+  switch (unit) {
+    case 'bit/s':
+      return value >= 1e9 ? `${(value / 1e9).toFixed(2)} Gbit/s` : `${(value / 1e6).toFixed(1)} Mbit/s`;
+    case 'packets/s':
+      return `${(value / 1e3).toFixed(1)} k packets/s`;
+    case 's':
+      return value >= 1 ? `${value.toFixed(2)} s` : `${(value * 1e3).toFixed(0)} ms`;
+    case 'bytes':
+      return `${(value / 2 ** 20).toFixed(1)} MiB`;
+  }
+}
+
+/**
+ * Prints one group of values, the first being the baseline, as report() does; a row whose unit
+ * is not the baseline's gets no ratio.
+ */
+export function reportValues(title: string, rows: Value[]): void {
+  const base = rows[0];
+  console.log(`\n## ${title}`);
+  for (const r of rows) {
+    const comparable = base !== undefined && r.unit === base.unit && base.value !== 0;
+    if (comparable) r.ratio = r.value / base.value;
+    const ratio = r.ratio === undefined ? ''.padEnd(18) : `x${r.ratio.toFixed(3)} of baseline`;
+    const line = `${r.name.padEnd(58)} ${formatValue(r.value, r.unit).padStart(17)}   ${ratio}${r.note ? `   (${r.note})` : ''}`;
+    console.log(line.trimEnd());
+  }
+}

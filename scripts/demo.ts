@@ -1,14 +1,17 @@
 /**
  * The demo (scripts/demo): two multihomed hosts on the namespace testbed; which locator
  * pairs work before and after a path breaks; and Shim6 control messages crossing the
- * testbed on real raw sockets, encoded and decoded by protocol/. The daemons (shim6d,
- * reapd) are not built yet: when they are, this demo will show a TCP stream surviving the cut.
+ * testbed on real raw sockets, encoded and decoded by protocol/; then shim6d's data plane on
+ * both hosts carrying the ULID pair a1-b1 over path 2 while path 1 is cut (the context moved
+ * by hand through the admin console: reapd, which will do that by itself, is still to come).
  *
  * Exit codes: 0 everything behaved as expected, 1 something did not (it says what).
  */
 import { MessageTypeName } from '../protocol/constants';
 import { Testbed } from './lib/testbed';
 import { sendShim6, startShim6Listener } from './lib/shim6-wire';
+import { Shim6dProcess, testbedContexts } from './lib/shim6d';
+import { tcpTransfer } from './lib/traffic';
 
 function say(text = ''): void {
   process.stdout.write(`${text}\n`);
@@ -67,9 +70,41 @@ async function main(): Promise<number> {
     say('    Shim6 to b2 from a2 still gets through:');
     const viaPath2 = await shim6Exchange(tb, a2, b2, ['Keepalive']);
     expect(viaPath2.length === 1, 'a Keepalive over path 2 should arrive');
-    say('    (shim6d and reapd, still to come, will move a session from a1-b1 to a2-b2 here.)');
+    say('\n[4] shim6d on both hosts, one static context each (ULIDs a1 <-> b1, locators a1 a2 / b1 b2):');
+    const ctx = testbedContexts(tb);
+    const daemons: Shim6dProcess[] = [];
+    try {
+      const da = await Shim6dProcess.start(tb, 'a', { shim6d: { contexts: [ctx.a] } }, { logLevel: 'info' });
+      daemons.push(da);
+      const db = await Shim6dProcess.start(tb, 'b', { shim6d: { contexts: [ctx.b] } }, { logLevel: 'info' });
+      daemons.push(db);
+      say(`    shim6d running in A (pid ${String(da.pid)}) and B (pid ${String(db.pid)}); the ULID pair a1-b1 is on path 1, which is cut.`);
+      say('    console on A and B:  shim 1 <own path-2 locator> <peer path-2 locator>');
+      say(`    A: ${(await da.console(`shim 1 ${a2} ${b2}`)).trim()}`);
+      say(`    B: ${(await db.console(`shim 1 ${b2} ${a2}`)).trim()}`);
+      const viaUlids = await tb.udpRoundTrip('a', a1, b1, echo.port, { timeoutMs: 3000 });
+      say(`    UDP a1 -> b1 (the ULIDs): ${viaUlids ? 'ok, over path 2' : 'FAIL'}`);
+      expect(viaUlids, 'UDP between the ULIDs should work over path 2 once shimmed');
+      const mb = 20;
+      const t = await tcpTransfer(tb, 'a', a1, 'b', b1, mb * 1024 * 1024);
+      const intact = t.receivedBytes === t.bytes && t.receivedSha256 === t.sentSha256;
+      say(`    TCP a1 -> b1, ${mb} MB: ${intact ? 'arrived intact' : 'CORRUPT'} (SHA-256 ${t.receivedSha256.slice(0, 16)}...), ${((t.bytes * 8) / (t.ms / 1000) / 1e6).toFixed(0)} Mbit/s`);
+      expect(intact, 'the TCP transfer between the ULIDs should arrive intact');
+      say('    A\'s console, dump:');
+      for (const line of (await da.console('dump')).trimEnd().split('\n')) say(`      ${line}`);
+      for (const d of daemons) await d.console('deshim 1');
+    } finally {
+      for (const d of daemons) {
+        const status = await d.stop();
+        if (status.code !== 0) problems.push(`shim6d in ${d.host} exited ${String(status.code ?? status.signal)}`);
+        d.cleanup();
+      }
+    }
+    const left = (await tb.exec('a', ['ip6tables-save'])).stdout.includes('SHIM6');
+    say(`    shim6d stopped (SIGTERM) on both hosts; its rules ${left ? 'are STILL THERE' : 'are gone'}.`);
+    expect(!left, 'a clean stop should remove every rule');
 
-    say('\n[4] Path 1 restored:');
+    say('\n[5] Path 1 restored:');
     await tb.restore(1, 'both');
     const back = await pairMatrix(tb, echo.port);
     expect([...back.values()].every(Boolean), 'every pair should work again after restore');
