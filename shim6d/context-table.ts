@@ -3,7 +3,7 @@
  * local context tag (inbound payload packets and control messages) and by ULID pair
  * (outbound packets, the heuristic). Pure: no I/O.
  */
-import { ContextError, createContext, ulidPairKey, type ContextSpec, type ShimContext } from './context';
+import { ContextError, contextKey, createContext, type ContextSpec, type ShimContext } from './context';
 
 export class ContextTable {
   private readonly byIdMap = new Map<number, ShimContext>();
@@ -27,9 +27,12 @@ export class ContextTable {
     if (this.byIdMap.has(ctx.id)) throw new ContextError(`context id ${ctx.id} is in use`);
     const taken = this.byTagMap.get(ctx.localContextTag);
     if (taken) throw new ContextError(`local context tag ${ctx.localContextTag} is in use by context ${taken.id}`);
-    const key = ulidPairKey(ctx.localUlid, ctx.peerUlid);
+    const key = contextKey(ctx.localUlid, ctx.peerUlid, ctx.forkedInstanceId);
     const same = this.byPairMap.get(key);
-    if (same) throw new ContextError(`ULID pair ${ctx.localUlid.text} → ${ctx.peerUlid.text} has context ${same.id} already`);
+    if (same) {
+      const fork = ctx.forkedInstanceId === 0 ? '' : ` (fork ${ctx.forkedInstanceId})`;
+      throw new ContextError(`ULID pair ${ctx.localUlid.text} → ${ctx.peerUlid.text}${fork} has context ${same.id} already`);
+    }
     this.byIdMap.set(ctx.id, ctx);
     this.byTagMap.set(ctx.localContextTag, ctx);
     this.byPairMap.set(key, ctx);
@@ -41,7 +44,7 @@ export class ContextTable {
     if (!ctx) return undefined;
     this.byIdMap.delete(id);
     this.byTagMap.delete(ctx.localContextTag);
-    this.byPairMap.delete(ulidPairKey(ctx.localUlid, ctx.peerUlid));
+    this.byPairMap.delete(contextKey(ctx.localUlid, ctx.peerUlid, ctx.forkedInstanceId));
     return ctx;
   }
 
@@ -53,9 +56,28 @@ export class ContextTable {
     return this.byTagMap.get(tag);
   }
 
-  /** By the 32-octet latin1 key of (local ULID, peer ULID): see ulidPairKey. */
+  /** By the 32-octet latin1 key of (local ULID, peer ULID): see ulidPairKey. The default context, not a fork. */
   byUlidPairKey(key: string): ShimContext | undefined {
     return this.byPairMap.get(key);
+  }
+
+  /** By contextKey(local ULID, peer ULID, forked instance id). */
+  byKey(key: string): ShimContext | undefined {
+    return this.byPairMap.get(key);
+  }
+
+  /** Changes the local context tag index after a context took another tag (I2bis recovery). */
+  retag(ctx: ShimContext, tag: number): void {
+    const taken = this.byTagMap.get(tag);
+    if (taken && taken !== ctx) throw new ContextError(`local context tag ${tag} is in use by context ${taken.id}`);
+    this.byTagMap.delete(ctx.localContextTag);
+    (ctx as { localContextTag: number }).localContextTag = tag;
+    this.byTagMap.set(tag, ctx);
+  }
+
+  /** True if some context has this local tag. */
+  hasLocalTag(tag: number): boolean {
+    return this.byTagMap.has(tag);
   }
 
   /** Contexts in id order. */

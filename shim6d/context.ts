@@ -72,6 +72,8 @@ export interface ShimContext {
   state: ContextState;
   /** 'static': from the configuration file; 'negotiated': by the I1/R1/I2/R2 exchange. */
   readonly origin: 'static' | 'negotiated';
+  /** Forked Instance Identifier (RFC 5533 section 5.15.7): 0 for the default context of a ULID pair. */
+  readonly forkedInstanceId: number;
   readonly localUlid: Locator;
   readonly peerUlid: Locator;
   /** The tag we allocated: peers put it in the packets they send us. */
@@ -83,6 +85,8 @@ export interface ShimContext {
   /** latin1 keys of the locator sets (peer: verified ones), for the per-packet checks; see refreshLocatorKeys. */
   localLocatorKeys: Set<string>;
   peerLocatorKeys: Set<string>;
+  /** The peer's Locator Preferences (RFC 5533 section 5.15.3), per locator, when it sent some. */
+  peerPreferences?: Array<{ locator: string; flags: number; priority?: number; weight?: number }>;
   /** The locator pair in use. Equal to the ULID pair: no rewriting, no payload header. */
   current: LocatorPair;
   /** Path MTU of the current pair, when shimmed; undefined: the data plane's default. */
@@ -118,9 +122,16 @@ export function ulidPairKey(source: Locator, destination: Locator): string {
   return source.key + destination.key;
 }
 
+/** The table key of a context: its ULID pair, plus the fork's identifier when it is a fork. */
+export function contextKey(local: Locator, peer: Locator, forkedInstanceId: number): string {
+  return forkedInstanceId === 0 ? local.key + peer.key : `${local.key}${peer.key}#${forkedInstanceId}`;
+}
+
 export interface ContextSpec {
   id: number;
   origin: 'static' | 'negotiated';
+  /** Default 0: the ULID pair's default context. */
+  forkedInstanceId?: number;
   state?: ContextState;
   localUlid: string;
   peerUlid: string;
@@ -157,10 +168,13 @@ export function createContext(spec: ContextSpec): ShimContext {
   const peerUlid = locator(spec.peerUlid, spec.verification, 'peerUlid');
   const localLocators = locatorSet(spec.localLocators ?? [localUlid.text], spec.verification, 'localLocators');
   const peerLocators = locatorSet(spec.peerLocators ?? [peerUlid.text], spec.verification, 'peerLocators');
+  const forkedInstanceId = spec.forkedInstanceId ?? 0;
+  if (!Number.isInteger(forkedInstanceId) || forkedInstanceId < 0 || forkedInstanceId > 0xffffffff) throw new ContextError(`forkedInstanceId: ${forkedInstanceId} is not a 32-bit value`);
   const ctx: ShimContext = {
     id: spec.id,
     state: spec.state ?? 'ESTABLISHED',
     origin: spec.origin,
+    forkedInstanceId,
     localUlid,
     peerUlid,
     localContextTag: spec.localContextTag,

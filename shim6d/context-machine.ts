@@ -1,0 +1,791 @@
+/**
+ * The Shim6 context state machine (RFC 5533 sections 6 and 7), pure: every input is a call
+ * (a received control message, a timer tick, an unknown tag from the data plane, a start
+ * request), every effect goes out through the injected `MachineEffects`, and time comes from
+ * the injected clock. No sockets, no timers of its own: the daemon calls tick() at
+ * nextDeadline().
+ *
+ * What it does:
+ * - initiator: I1 (ULID Pair option when the locators are not the ULIDs, Forked Instance
+ *   Identifier for forks) with randomised exponential backoff; R1 → I2 with the validator
+ *   echoed and our locator list; R2 → ESTABLISHED. No answer after the retries: NO-SUPPORT
+ *   with a hold-down, the traffic stays plain unicast; I2 unanswered: back to I1.
+ * - responder: R1 without state, protected by a Responder Validator (rotating secret); I2
+ *   verified (validator, nonce epoch, the peer's locators by HBA/CGA) → context, R2. An I1 for
+ *   a pair we are already initiating or have (simultaneous I1s, a peer that restarted) → R2.
+ * - recovery: a payload packet or control message with a tag we do not know → R1bis (no
+ *   state); R1bis for one of our contexts → I2bis; I2bis verified → the context is rebuilt,
+ *   reusing the tag the peer still uses when it is free.
+ * - updates: our locators changed → Update Request with a new generation (backoff up to
+ *   maxUpdateTimeout) until acknowledged; an Update Request is accepted only with a newer
+ *   generation and a verified list, then acknowledged.
+ * - Error messages: unknown message type or unknown critical option → Error (rate-limited);
+ *   received Errors are counted and logged, and "locator verification failed" for our list
+ *   resends the CGA parameters.
+ * - context confusion: a new context whose peer tag equals another context's peer tag for
+ *   an overlapping peer locator set: the older one is stale and goes.
+ * - garbage collection: established contexts idle for idleTeardownMs; contexts that never got
+ *   established once their hold-down ends.
+ */
+import { canonicalIPv6, formatIPv6 } from '../protocol/address';
+import { ErrorCode, MAX_CONTEXT_TAG } from '../protocol/constants';
+import { decodeControlMessage, errorMessageFor, type ControlMessage, type ErrorMessage, type I1Message, type I2bisMessage, type I2Message, type R1bisMessage, type R1Message, type R2Message, type UpdateAcknowledgementMessage, type UpdateRequestMessage } from '../protocol/control-message';
+import { locateShim6Header, PacketError, type HeaderPosition } from '../protocol/ipv6-packet';
+import { findOption, type LocatorListOption, type LocatorPreferencesOption, type Shim6Option } from '../protocol/options';
+import { contextKey, locator, refreshLocatorKeys, type ShimContext } from './context';
+import type { ContextTable } from './context-table';
+import { ResponderValidator, type ValidatorFields } from './responder-validator';
+
+export interface MachineTimers {
+  i1TimeoutMs: number;
+  i1Retries: number;
+  i2TimeoutMs: number;
+  i2Retries: number;
+  noR1HoldDownMs: number;
+  icmpHoldDownMs: number;
+  updateTimeoutMs: number;
+  maxUpdateTimeoutMs: number;
+  validatorRotationMs: number;
+  idleTeardownMs: number;
+  /** At most this many Error and R1bis messages per second, all peers together. */
+  errorsPerSecond: number;
+}
+
+/** RFC 5533 section 16, and LinShim6's choices where the RFC leaves them open. */
+export const DEFAULT_TIMERS: Readonly<MachineTimers> = Object.freeze({
+  i1TimeoutMs: 4000,
+  i1Retries: 4,
+  i2TimeoutMs: 4000,
+  i2Retries: 2,
+  noR1HoldDownMs: 60_000,
+  icmpHoldDownMs: 600_000,
+  updateTimeoutMs: 4000,
+  maxUpdateTimeoutMs: 120_000,
+  validatorRotationMs: 30_000,
+  idleTeardownMs: 600_000,
+  errorsPerSecond: 10,
+});
+
+export type PeerLocatorCheck =
+  | { ok: true; locators: Array<{ address: string; method: 'hba' | 'cga' }>; parameters: Buffer }
+  | { ok: false; reason: string; detail: string };
+
+/** HBA/CGA: our locator list options, and the check of a peer's (shim6d/locator-security.ts). */
+export interface LocatorSecurity {
+  /** Which of `locators` we can prove for `localUlid` (at least the ULID itself, if we can). */
+  securableLocators(localUlid: string, locators: readonly string[]): string[];
+  /** Locator List (+ CGA Parameter Data Structure when asked, + CGA Signature when needed). */
+  localLocatorOptions(localUlid: string, locators: readonly string[], generation: number, includeParameters: boolean): Shim6Option[];
+  verifyPeerLocators(peerUlid: string, list: LocatorListOption, parameters: Buffer | undefined, signature: Buffer | undefined): PeerLocatorCheck;
+}
+
+/** Everything the machine counts; each also goes to the log through effects.event. */
+export type MachineEvent =
+  | 'i1-sent'
+  | 'i1-retransmitted'
+  | 'r1-sent'
+  | 'i2-sent'
+  | 'r2-sent'
+  | 'r1bis-sent'
+  | 'i2bis-sent'
+  | 'established'
+  | 'no-support'
+  | 'update-sent'
+  | 'update-accepted'
+  | 'update-acknowledged'
+  | 'error-sent'
+  | 'error-received'
+  | 'context-confusion'
+  | 'context-removed'
+  | 'rejected-validator'
+  | 'rejected-locators'
+  | 'rejected-replay'
+  | 'rejected-not-ours'
+  | 'rejected-no-context'
+  | 'rejected-nonce'
+  | 'rejected-malformed'
+  | 'rate-limited';
+
+export interface MachineEffects {
+  send(message: ControlMessage, from: string, to: string): void;
+  /** The context reached ESTABLISHED (or was rebuilt): the data plane and reapd may use it. */
+  established(ctx: ShimContext): void;
+  /** The peer's locator set changed; `currentPairBroken` when the pair in use left it. */
+  peerLocatorsChanged(ctx: ShimContext, currentPairBroken: boolean): void;
+  removed(ctx: ShimContext, reason: string): void;
+  event(event: MachineEvent, detail: Record<string, unknown>): void;
+}
+
+export interface MachineOptions {
+  now: () => number;
+  /** Uniform random integer in [0, 2^32). */
+  random32: () => number;
+  timers?: Partial<MachineTimers>;
+  /** Our usable locators now (from rtnetlink). */
+  localLocators: () => readonly string[];
+  /** Last data-plane or conntrack activity of a context (ms), for idle teardown. */
+  lastActivity?: (ctx: ShimContext) => number;
+  /** Retransmission jitter in [0.5, 1.5) of the nominal timeout; injected for tests. */
+  jitter?: () => number;
+}
+
+type Pending =
+  | { kind: 'i1'; nonce: number }
+  | { kind: 'i2'; nonce: number; responderNonce: number; validator: Buffer }
+  | { kind: 'i2bis'; nonce: number; responderNonce: number; validator: Buffer; packetTag: number };
+
+/** What the machine keeps per context, beside the ShimContext the data plane sees. */
+interface Control {
+  pending: Pending | undefined;
+  retries: number;
+  timeoutMs: number;
+  deadline: number | undefined;
+  holdDownUntil: number | undefined;
+  /** Peer's CGA Parameter Data Structure, once verified. */
+  peerParameters: Buffer | undefined;
+  peerGeneration: number | undefined;
+  localGeneration: number;
+  parametersSent: boolean;
+  update: { nonce: number; timeoutMs: number; deadline: number; locators: string[] } | undefined;
+  establishedAt: number;
+  createdAt: number;
+}
+
+/** Serial-number comparison of 32-bit generations (RFC 1982): is a newer than b? */
+export function newerGeneration(a: number, b: number): boolean {
+  const d = (a - b) >>> 0;
+  return d !== 0 && d < 0x80000000;
+}
+
+function option<K extends Shim6Option['kind']>(m: { options: Shim6Option[] }, kind: K): Extract<Shim6Option, { kind: K }> | undefined {
+  return findOption(m.options, kind);
+}
+
+export class ContextMachine {
+  readonly timers: MachineTimers;
+  private readonly control = new Map<number, Control>();
+  private readonly validator: ResponderValidator;
+  private readonly jitter: () => number;
+  private errorBudget = { second: -1, left: 0 };
+
+  constructor(
+    readonly table: ContextTable,
+    private readonly security: LocatorSecurity,
+    private readonly effects: MachineEffects,
+    private readonly options: MachineOptions,
+  ) {
+    this.timers = { ...DEFAULT_TIMERS, ...options.timers };
+    this.validator = new ResponderValidator({ rotationMs: this.timers.validatorRotationMs, now: options.now });
+    this.jitter = options.jitter ?? (() => 0.5 + options.random32() / 0x1_0000_0000);
+  }
+
+  // -- queries ---------------------------------------------------------------------------------
+
+  /** True while a peer that did not answer (or said it has no Shim6) is in its hold-down. */
+  inHoldDown(peerUlid: string): boolean {
+    const now = this.options.now();
+    for (const ctx of this.table.all()) {
+      if (ctx.peerUlid.text !== canonicalIPv6(peerUlid)) continue;
+      const c = this.control.get(ctx.id);
+      if (c?.holdDownUntil !== undefined && c.holdDownUntil > now) return true;
+    }
+    return false;
+  }
+
+  /** The earliest time tick() has something to do. */
+  nextDeadline(): number | undefined {
+    let next: number | undefined;
+    const consider = (t: number | undefined): void => {
+      if (t !== undefined && (next === undefined || t < next)) next = t;
+    };
+    for (const [id, c] of this.control) {
+      consider(c.deadline);
+      consider(c.update?.deadline);
+      consider(c.holdDownUntil);
+      const ctx = this.table.byId(id);
+      if (ctx?.state === 'ESTABLISHED' && this.options.lastActivity) consider(Math.max(this.options.lastActivity(ctx), c.establishedAt) + this.timers.idleTeardownMs);
+    }
+    return next;
+  }
+
+  /** Debug view of a context's control state (console `dump`). */
+  describe(id: number): Record<string, unknown> | undefined {
+    const c = this.control.get(id);
+    if (!c) return undefined;
+    return {
+      pending: c.pending?.kind,
+      retries: c.retries,
+      retransmitAt: c.deadline,
+      holdDownUntil: c.holdDownUntil,
+      peerGeneration: c.peerGeneration,
+      localGeneration: c.localGeneration,
+      updatePending: c.update !== undefined,
+    };
+  }
+
+  // -- inputs ----------------------------------------------------------------------------------
+
+  /**
+   * Starts the context exchange for (localUlid, peerUlid) now: console `context`, or the
+   * heuristic. Returns the context, or undefined when one exists or the peer is in hold-down.
+   */
+  start(localUlid: string, peerUlid: string, forkedInstanceId = 0): ShimContext | undefined {
+    const local = locator(localUlid, 'unverified', 'local ULID');
+    const peer = locator(peerUlid, 'unverified', 'peer ULID');
+    if (this.table.byKey(contextKey(local, peer, forkedInstanceId))) return undefined;
+    if (this.inHoldDown(peer.text)) return undefined;
+    const ctx = this.table.add({
+      id: this.table.allocateId(),
+      origin: 'negotiated',
+      state: 'I1-SENT',
+      forkedInstanceId,
+      localUlid: local.text,
+      peerUlid: peer.text,
+      localContextTag: this.newTag(),
+      peerContextTag: 0,
+      localLocators: this.ourLocators(local.text),
+      verification: 'unverified',
+    });
+    const c = this.newControl();
+    this.control.set(ctx.id, c);
+    c.pending = { kind: 'i1', nonce: this.options.random32() };
+    c.timeoutMs = this.timers.i1TimeoutMs;
+    this.sendI1(ctx, c);
+    this.effects.event('i1-sent', { id: ctx.id, peer: peer.text });
+    return ctx;
+  }
+
+  /**
+   * A control message, as the inbound queue saw it: the whole IPv6 packet, so the locators it
+   * came on are known.
+   */
+  receive(packet: Buffer): void {
+    if (packet.length < 40) return this.reject('rejected-malformed', { why: 'shorter than an IPv6 header' });
+    const at: HeaderPosition = { offset: 0, nextHeaderOffset: 0 };
+    const found = locateShim6Header(packet, at);
+    if (found instanceof PacketError || !found) return this.reject('rejected-malformed', { why: found instanceof PacketError ? found.toString() : 'no Shim6 header' });
+    const src = formatIPv6(packet.subarray(8, 24));
+    const dst = formatIPv6(packet.subarray(24, 40));
+    const decoded = decodeControlMessage(packet.subarray(at.offset), { strictReserved: false });
+    if (!decoded.ok) {
+      const e = decoded.error;
+      if (e.code === 'UNKNOWN_MESSAGE_TYPE' || e.code === 'UNKNOWN_CRITICAL_OPTION') {
+        const code = e.code === 'UNKNOWN_MESSAGE_TYPE' ? ErrorCode.UnknownMessageType : ErrorCode.CriticalOptionNotRecognized;
+        // The Pointer counts from the start of the Shim6 header; the packet in error starts at the IPv6 header.
+        this.sendError(errorMessageFor(code, e.offset, packet), dst, src, { why: e.message });
+      }
+      return this.reject('rejected-malformed', { from: src, code: e.code, why: e.message });
+    }
+    const m = decoded.value.message;
+    switch (m.type) {
+      case 'I1':
+        return this.onI1(m, src, dst);
+      case 'R1':
+        return this.onR1(m, src, dst);
+      case 'I2':
+        return this.onI2(m, src, dst);
+      case 'R2':
+        return this.onR2(m, src, dst);
+      case 'R1bis':
+        return this.onR1bis(m, src, dst);
+      case 'I2bis':
+        return this.onI2bis(m, src, dst);
+      case 'UpdateRequest':
+        return this.onUpdateRequest(m, src, dst);
+      case 'UpdateAcknowledgement':
+        return this.onUpdateAck(m, src);
+      case 'Error':
+        return this.onError(m, src);
+      case 'Keepalive':
+      case 'Probe':
+        return; // REAP's (reapd)
+    }
+  }
+
+  /** The data plane saw a payload packet with a tag no context has: R1bis, without state. */
+  unknownContextTag(tag: number, localLocator: string, peerLocator: string): void {
+    if (!this.errorAllowed()) return;
+    const { responderNonce, validator } = this.validator.issue(this.r1bisFields(tag, peerLocator, localLocator));
+    const r1bis: R1bisMessage = { type: 'R1bis', packetContextTag: tag, responderNonce, options: [{ kind: 'ResponderValidator', validator }] };
+    this.effects.send(r1bis, localLocator, peerLocator);
+    this.effects.event('r1bis-sent', { tag, peer: peerLocator });
+  }
+
+  /** Our locator set changed: every established negotiated context gets an Update Request. */
+  localLocatorsChanged(): void {
+    for (const ctx of this.table.all()) {
+      if (ctx.origin === 'negotiated' && ctx.state === 'ESTABLISHED') this.sendUpdate(ctx.id);
+    }
+  }
+
+  /** Sends (or restarts) an Update Request with our current locators. Console `update`. */
+  sendUpdate(id: number): boolean {
+    const ctx = this.table.byId(id);
+    const c = this.control.get(id);
+    if (!ctx || !c || ctx.state !== 'ESTABLISHED') return false;
+    const locators = this.ourLocators(ctx.localUlid.text);
+    c.localGeneration = (c.localGeneration + 1) >>> 0;
+    c.update = { nonce: this.options.random32(), timeoutMs: this.timers.updateTimeoutMs, deadline: 0, locators };
+    ctx.localLocators = locators.map((l) => locator(l, 'unverified'));
+    refreshLocatorKeys(ctx);
+    this.transmitUpdate(ctx, c);
+    this.effects.event('update-sent', { id, generation: c.localGeneration, locators });
+    return true;
+  }
+
+  /** ICMPv6 Parameter Problem (unrecognised Next Header 140) from the peer: it has no Shim6. */
+  peerHasNoShim6(peerUlid: string): void {
+    for (const ctx of this.table.all()) {
+      if (ctx.peerUlid.text === canonicalIPv6(peerUlid) && ctx.state === 'I1-SENT') this.noSupport(ctx, this.timers.icmpHoldDownMs, 'ICMPv6 Parameter Problem');
+    }
+  }
+
+  /** Tears a negotiated context down (console `delete`, garbage collection). */
+  remove(id: number, reason: string): ShimContext | undefined {
+    const ctx = this.table.remove(id);
+    if (!ctx) return undefined;
+    this.control.delete(id);
+    this.effects.removed(ctx, reason);
+    this.effects.event('context-removed', { id, reason });
+    return ctx;
+  }
+
+  /** Retransmissions, hold-downs and garbage collection due by now. */
+  tick(): void {
+    const now = this.options.now();
+    for (const [id, c] of [...this.control]) {
+      const ctx = this.table.byId(id);
+      if (!ctx) {
+        this.control.delete(id);
+        continue;
+      }
+      if (c.deadline !== undefined && c.deadline <= now) this.retransmit(ctx, c);
+      if (c.update && c.update.deadline <= now) {
+        c.update.timeoutMs = Math.min(c.update.timeoutMs * 2, this.timers.maxUpdateTimeoutMs);
+        this.transmitUpdate(ctx, c);
+      }
+      if (c.holdDownUntil !== undefined && c.holdDownUntil <= now && (ctx.state === 'NO-SUPPORT' || ctx.state === 'E-FAILED')) {
+        this.remove(id, 'hold-down over');
+        continue;
+      }
+      if (ctx.state === 'ESTABLISHED' && this.options.lastActivity) {
+        const last = Math.max(this.options.lastActivity(ctx), c.establishedAt);
+        if (now - last >= this.timers.idleTeardownMs) this.remove(id, `idle for ${Math.round((now - last) / 1000)} s`);
+      }
+    }
+  }
+
+  // -- initiator -------------------------------------------------------------------------------
+
+  private sendI1(ctx: ShimContext, c: Control): void {
+    if (c.pending?.kind !== 'i1') return;
+    const options: Shim6Option[] = [];
+    this.addPairAndFork(ctx, options);
+    const i1: I1Message = { type: 'I1', initiatorContextTag: ctx.localContextTag, initiatorNonce: c.pending.nonce, options };
+    this.effects.send(i1, ctx.current.local.text, ctx.current.peer.text);
+    this.arm(c);
+  }
+
+  private onR1(m: R1Message, src: string, dst: string): void {
+    const ctx = this.table.all().find((x) => x.state === 'I1-SENT' && this.control.get(x.id)?.pending?.nonce === m.initiatorNonce && x.current.peer.text === src && x.current.local.text === dst);
+    if (!ctx) return this.reject('rejected-nonce', { type: 'R1', from: src });
+    const c = this.control.get(ctx.id) as Control;
+    const validator = option(m, 'ResponderValidator')?.validator;
+    if (!validator) return this.reject('rejected-malformed', { type: 'R1', from: src, why: 'no Responder Validator' });
+    c.pending = { kind: 'i2', nonce: m.initiatorNonce, responderNonce: m.responderNonce, validator };
+    c.retries = 0;
+    c.timeoutMs = this.timers.i2TimeoutMs;
+    ctx.state = 'I2-SENT';
+    this.sendI2(ctx, c);
+    this.effects.event('i2-sent', { id: ctx.id, peer: src });
+  }
+
+  private sendI2(ctx: ShimContext, c: Control): void {
+    const p = c.pending;
+    if (p?.kind !== 'i2') return;
+    const options: Shim6Option[] = [{ kind: 'ResponderValidator', validator: p.validator }, ...this.locatorOptions(ctx, c, true)];
+    this.addPairAndFork(ctx, options);
+    const i2: I2Message = { type: 'I2', initiatorContextTag: ctx.localContextTag, initiatorNonce: p.nonce, responderNonce: p.responderNonce, options };
+    this.effects.send(i2, ctx.current.local.text, ctx.current.peer.text);
+    this.arm(c);
+  }
+
+  private sendI2bis(ctx: ShimContext, c: Control): void {
+    const p = c.pending;
+    if (p?.kind !== 'i2bis') return;
+    const options: Shim6Option[] = [{ kind: 'ResponderValidator', validator: p.validator }, ...this.locatorOptions(ctx, c, true)];
+    // I2bis always names the ULIDs: the locators in use may be any pair.
+    options.push({ kind: 'UlidPair', senderUlid: ctx.localUlid.text, receiverUlid: ctx.peerUlid.text });
+    if (ctx.forkedInstanceId !== 0) options.push({ kind: 'ForkedInstanceIdentifier', forkedInstanceId: ctx.forkedInstanceId });
+    const i2bis: I2bisMessage = { type: 'I2bis', initiatorContextTag: ctx.localContextTag, initiatorNonce: p.nonce, responderNonce: p.responderNonce, packetContextTag: p.packetTag, options };
+    this.effects.send(i2bis, ctx.current.local.text, ctx.current.peer.text);
+    this.arm(c);
+  }
+
+  private onR2(m: R2Message, src: string, dst: string): void {
+    const ctx = this.table.all().find((x) => (x.state === 'I1-SENT' || x.state === 'I2-SENT' || x.state === 'I2BIS-SENT') && this.control.get(x.id)?.pending?.nonce === m.initiatorNonce && x.current.local.text === dst);
+    if (!ctx) return this.reject('rejected-nonce', { type: 'R2', from: src });
+    const c = this.control.get(ctx.id) as Control;
+    if (!this.acceptPeerLocators(ctx, c, m.options, 'R2', src)) return;
+    ctx.peerContextTag = m.responderContextTag;
+    this.establish(ctx, c);
+  }
+
+  private onR1bis(m: R1bisMessage, src: string, dst: string): void {
+    // The peer lost the context we know by the tag it gave us: our peer tag.
+    const ctx = this.table.all().find((x) => x.origin === 'negotiated' && x.state === 'ESTABLISHED' && x.peerContextTag === m.packetContextTag && x.peerLocatorKeys.has(locator(src, 'unverified').key) && x.localLocatorKeys.has(locator(dst, 'unverified').key));
+    if (!ctx) return this.reject('rejected-no-context', { type: 'R1bis', from: src, tag: m.packetContextTag });
+    const validator = option(m, 'ResponderValidator')?.validator;
+    if (!validator) return this.reject('rejected-malformed', { type: 'R1bis', from: src, why: 'no Responder Validator' });
+    const c = this.control.get(ctx.id) as Control;
+    c.pending = { kind: 'i2bis', nonce: this.options.random32(), responderNonce: m.responderNonce, validator, packetTag: m.packetContextTag };
+    c.retries = 0;
+    c.timeoutMs = this.timers.i2TimeoutMs;
+    c.parametersSent = false;
+    ctx.state = 'I2BIS-SENT';
+    // Answer on the pair the R1bis came on: it works.
+    ctx.current = { local: ctx.localLocators.find((l) => l.text === dst) ?? ctx.current.local, peer: ctx.peerLocators.find((l) => l.text === src) ?? ctx.current.peer };
+    this.sendI2bis(ctx, c);
+    this.effects.event('i2bis-sent', { id: ctx.id, peer: src });
+  }
+
+  private retransmit(ctx: ShimContext, c: Control): void {
+    c.deadline = undefined;
+    const p = c.pending;
+    if (!p) return;
+    const limit = p.kind === 'i1' ? this.timers.i1Retries : this.timers.i2Retries;
+    if (c.retries < limit) {
+      c.retries++;
+      c.timeoutMs *= 2;
+      if (p.kind === 'i1') {
+        this.sendI1(ctx, c);
+        this.effects.event('i1-retransmitted', { id: ctx.id, retry: c.retries });
+      } else if (p.kind === 'i2') this.sendI2(ctx, c);
+      else this.sendI2bis(ctx, c);
+      return;
+    }
+    if (p.kind === 'i1') return this.noSupport(ctx, this.timers.noR1HoldDownMs, `no R1 after ${c.retries + 1} I1s`);
+    if (p.kind === 'i2bis') {
+      // The peer does not complete the recovery: drop the context; traffic will restart one.
+      this.remove(ctx.id, 'I2bis unanswered');
+      return;
+    }
+    // I2 unanswered: start over with I1 (the R1 state may have expired at the responder).
+    ctx.state = 'I1-SENT';
+    c.pending = { kind: 'i1', nonce: this.options.random32() };
+    c.retries = 0;
+    c.timeoutMs = this.timers.i1TimeoutMs;
+    this.sendI1(ctx, c);
+  }
+
+  private noSupport(ctx: ShimContext, holdDownMs: number, why: string): void {
+    const c = this.control.get(ctx.id);
+    if (!c) return;
+    ctx.state = 'NO-SUPPORT';
+    c.pending = undefined;
+    c.deadline = undefined;
+    c.holdDownUntil = this.options.now() + holdDownMs;
+    this.effects.event('no-support', { id: ctx.id, peer: ctx.peerUlid.text, why, holdDownMs });
+  }
+
+  // -- responder -------------------------------------------------------------------------------
+
+  /** The ULIDs of a received I1/I2/I2bis: from its ULID Pair option, else its addresses. */
+  private ulidsOf(m: { options: Shim6Option[] }, src: string, dst: string): { peer: string; local: string; fork: number } {
+    const pair = option(m, 'UlidPair');
+    const fork = option(m, 'ForkedInstanceIdentifier')?.forkedInstanceId ?? 0;
+    return pair ? { peer: pair.senderUlid, local: pair.receiverUlid, fork } : { peer: src, local: dst, fork };
+  }
+
+  private isOurs(ulid: string): boolean {
+    const key = locator(ulid, 'unverified').key;
+    return this.options.localLocators().some((l) => locator(l, 'unverified').key === key);
+  }
+
+  private onI1(m: I1Message, src: string, dst: string): void {
+    const u = this.ulidsOf(m, src, dst);
+    if (!this.isOurs(u.local)) return this.reject('rejected-not-ours', { type: 'I1', ulid: u.local });
+    const ctx = this.table.byKey(contextKey(locator(u.local, 'unverified'), locator(u.peer, 'unverified'), u.fork));
+    if (ctx && ctx.origin === 'negotiated' && (ctx.state === 'I1-SENT' || ctx.state === 'I2-SENT' || ctx.state === 'I2BIS-SENT' || ctx.state === 'ESTABLISHED')) {
+      // Simultaneous I1s, or a peer that lost its context: R2 with what we have.
+      const c = this.control.get(ctx.id) as Control;
+      if (ctx.state === 'ESTABLISHED' && ctx.peerContextTag !== m.initiatorContextTag) this.confusionCheck(ctx, m.initiatorContextTag);
+      ctx.peerContextTag = m.initiatorContextTag;
+      c.parametersSent = false;
+      this.sendR2(ctx, c, m.initiatorNonce, dst, src);
+      return;
+    }
+    if (ctx && ctx.state === 'NO-SUPPORT') this.remove(ctx.id, 'the peer speaks Shim6 after all');
+    const { responderNonce, validator } = this.validator.issue(this.i2Fields(m.initiatorContextTag, u, src, dst));
+    const r1: R1Message = { type: 'R1', initiatorNonce: m.initiatorNonce, responderNonce, options: [{ kind: 'ResponderValidator', validator }] };
+    this.effects.send(r1, dst, src);
+    this.effects.event('r1-sent', { peer: src });
+  }
+
+  private onI2(m: I2Message, src: string, dst: string): void {
+    const u = this.ulidsOf(m, src, dst);
+    if (!this.isOurs(u.local)) return this.reject('rejected-not-ours', { type: 'I2', ulid: u.local });
+    const validator = option(m, 'ResponderValidator')?.validator;
+    if (!validator || !this.validator.check(m.responderNonce, validator, this.i2Fields(m.initiatorContextTag, u, src, dst))) {
+      return this.reject('rejected-validator', { type: 'I2', from: src });
+    }
+    const existing = this.table.byKey(contextKey(locator(u.local, 'unverified'), locator(u.peer, 'unverified'), u.fork));
+    if (existing && existing.state === 'ESTABLISHED' && existing.peerContextTag === m.initiatorContextTag && existing.origin === 'negotiated') {
+      // A retransmitted I2: the R2 was lost.
+      this.sendR2(existing, this.control.get(existing.id) as Control, m.initiatorNonce, dst, src);
+      return;
+    }
+    this.respondWithContext(m, u, src, dst, undefined);
+  }
+
+  private onI2bis(m: I2bisMessage, src: string, dst: string): void {
+    const u = this.ulidsOf(m, src, dst);
+    if (!this.isOurs(u.local)) return this.reject('rejected-not-ours', { type: 'I2bis', ulid: u.local });
+    const validator = option(m, 'ResponderValidator')?.validator;
+    if (!validator || !this.validator.check(m.responderNonce, validator, this.r1bisFields(m.packetContextTag, src, dst))) {
+      return this.reject('rejected-validator', { type: 'I2bis', from: src });
+    }
+    this.respondWithContext(m, u, src, dst, m.packetContextTag);
+  }
+
+  /** I2 or I2bis verified: (re)build the context, verify the locators, R2. */
+  private respondWithContext(m: I2Message | I2bisMessage, u: { peer: string; local: string; fork: number }, src: string, dst: string, reuseTag: number | undefined): void {
+    const key = contextKey(locator(u.local, 'unverified'), locator(u.peer, 'unverified'), u.fork);
+    const old = this.table.byKey(key);
+    if (old) {
+      if (old.origin === 'static') return this.reject('rejected-not-ours', { type: m.type, why: `ULID pair has static context ${old.id}` });
+      this.table.remove(old.id);
+      this.control.delete(old.id);
+    }
+    const tag = reuseTag !== undefined && !this.table.hasLocalTag(reuseTag) ? reuseTag : old && !this.table.hasLocalTag(old.localContextTag) ? old.localContextTag : this.newTag();
+    const ctx = this.table.add({
+      id: old?.id ?? this.table.allocateId(),
+      origin: 'negotiated',
+      state: 'I2-SENT',
+      forkedInstanceId: u.fork,
+      localUlid: u.local,
+      peerUlid: u.peer,
+      localContextTag: tag,
+      peerContextTag: m.initiatorContextTag,
+      localLocators: this.ourLocators(u.local),
+      verification: 'unverified',
+    });
+    const c = this.newControl();
+    this.control.set(ctx.id, c);
+    ctx.current = { local: ctx.localLocators.find((l) => l.text === dst) ?? ctx.localUlid, peer: locator(src, 'unverified') };
+    if (!this.acceptPeerLocators(ctx, c, m.options, m.type, src)) {
+      this.table.remove(ctx.id);
+      this.control.delete(ctx.id);
+      return;
+    }
+    ctx.current = { local: ctx.current.local, peer: ctx.peerLocators.find((l) => l.text === src) ?? ctx.peerUlid };
+    this.confusionCheck(ctx, m.initiatorContextTag);
+    this.sendR2(ctx, c, m.initiatorNonce, dst, src);
+    this.establish(ctx, c);
+  }
+
+  private sendR2(ctx: ShimContext, c: Control, initiatorNonce: number, from: string, to: string): void {
+    const r2: R2Message = { type: 'R2', responderContextTag: ctx.localContextTag, initiatorNonce, options: this.locatorOptions(ctx, c, true) };
+    this.effects.send(r2, from, to);
+    this.effects.event('r2-sent', { id: ctx.id, peer: to });
+  }
+
+  // -- updates ---------------------------------------------------------------------------------
+
+  private transmitUpdate(ctx: ShimContext, c: Control): void {
+    const u = c.update;
+    if (!u) return;
+    const ur: UpdateRequestMessage = { type: 'UpdateRequest', receiverContextTag: ctx.peerContextTag, requestNonce: u.nonce, options: this.locatorOptions(ctx, c, !c.parametersSent) };
+    this.effects.send(ur, ctx.current.local.text, ctx.current.peer.text);
+    u.deadline = this.options.now() + u.timeoutMs * this.jitter();
+  }
+
+  private onUpdateRequest(m: UpdateRequestMessage, src: string, dst: string): void {
+    const ctx = this.table.byLocalTag(m.receiverContextTag);
+    if (!ctx || ctx.origin !== 'negotiated' || ctx.state !== 'ESTABLISHED') {
+      if (!ctx) this.unknownContextTag(m.receiverContextTag, dst, src);
+      return this.reject('rejected-no-context', { type: 'UpdateRequest', from: src, tag: m.receiverContextTag });
+    }
+    const c = this.control.get(ctx.id) as Control;
+    const list = option(m, 'LocatorList');
+    if (list) {
+      if (c.peerGeneration !== undefined && !newerGeneration(list.generation, c.peerGeneration)) {
+        return this.reject('rejected-replay', { id: ctx.id, from: src, generation: list.generation, current: c.peerGeneration });
+      }
+      const before = ctx.current.peer.key;
+      if (!this.acceptPeerLocators(ctx, c, m.options, 'UpdateRequest', src)) return;
+      const stillThere = ctx.peerLocators.some((l) => l.key === before) || before === ctx.peerUlid.key;
+      this.effects.event('update-accepted', { id: ctx.id, generation: list.generation, locators: ctx.peerLocators.map((l) => l.text) });
+      this.effects.peerLocatorsChanged(ctx, !stillThere);
+    } else {
+      const prefs = option(m, 'LocatorPreferences');
+      if (prefs) this.applyPreferences(ctx, prefs);
+    }
+    const ua: UpdateAcknowledgementMessage = { type: 'UpdateAcknowledgement', receiverContextTag: ctx.peerContextTag, requestNonce: m.requestNonce, options: [] };
+    this.effects.send(ua, dst, src);
+  }
+
+  private onUpdateAck(m: UpdateAcknowledgementMessage, src: string): void {
+    const ctx = this.table.byLocalTag(m.receiverContextTag);
+    const c = ctx && this.control.get(ctx.id);
+    if (!ctx || !c?.update || c.update.nonce !== m.requestNonce) return this.reject('rejected-nonce', { type: 'UpdateAcknowledgement', from: src });
+    c.update = undefined;
+    c.parametersSent = true;
+    this.effects.event('update-acknowledged', { id: ctx.id, generation: c.localGeneration });
+  }
+
+  // -- errors ----------------------------------------------------------------------------------
+
+  private onError(m: ErrorMessage, src: string): void {
+    this.effects.event('error-received', { from: src, code: m.errorCode, pointer: m.pointer });
+    if (m.errorCode === ErrorCode.LocatorVerificationMethodFailed || m.errorCode === ErrorCode.LocatorListGenerationOutOfSync) {
+      // The peer could not verify our list: send the parameters again with the next update.
+      for (const ctx of this.table.all()) {
+        const c = this.control.get(ctx.id);
+        if (c && ctx.peerLocatorKeys.has(locator(src, 'unverified').key)) c.parametersSent = false;
+      }
+    }
+  }
+
+  private sendError(error: ErrorMessage, from: string, to: string, detail: Record<string, unknown>): void {
+    if (!this.errorAllowed()) return;
+    this.effects.send(error, from, to);
+    this.effects.event('error-sent', { to, code: error.errorCode, ...detail });
+  }
+
+  private errorAllowed(): boolean {
+    const second = Math.floor(this.options.now() / 1000);
+    if (second !== this.errorBudget.second) this.errorBudget = { second, left: this.timers.errorsPerSecond };
+    if (this.errorBudget.left <= 0) {
+      this.effects.event('rate-limited', {});
+      return false;
+    }
+    this.errorBudget.left--;
+    return true;
+  }
+
+  // -- shared ----------------------------------------------------------------------------------
+
+  private establish(ctx: ShimContext, c: Control): void {
+    ctx.state = 'ESTABLISHED';
+    c.pending = undefined;
+    c.deadline = undefined;
+    c.holdDownUntil = undefined;
+    c.establishedAt = this.options.now();
+    this.effects.established(ctx);
+    this.effects.event('established', { id: ctx.id, ulids: `${ctx.localUlid.text} → ${ctx.peerUlid.text}`, peerTag: ctx.peerContextTag, localTag: ctx.localContextTag });
+  }
+
+  /** Verifies and installs the peer's locator list from these options; false (counted, Error sent) if it does not verify. */
+  private acceptPeerLocators(ctx: ShimContext, c: Control, options: Shim6Option[], type: string, src: string): boolean {
+    const list = options.find((o): o is LocatorListOption => o.kind === 'LocatorList');
+    if (!list) {
+      // No list: the peer's only locator is its ULID (RFC 5533 section 7.2).
+      ctx.peerLocators = [{ ...ctx.peerUlid }];
+      refreshLocatorKeys(ctx);
+      return true;
+    }
+    const parameters = options.find((o) => o.kind === 'CgaParameterDataStructure');
+    const signature = options.find((o) => o.kind === 'CgaSignature');
+    const check = this.security.verifyPeerLocators(
+      ctx.peerUlid.text,
+      list,
+      parameters?.kind === 'CgaParameterDataStructure' ? parameters.data : c.peerParameters,
+      signature?.kind === 'CgaSignature' ? signature.signature : undefined,
+    );
+    if (!check.ok) {
+      this.reject('rejected-locators', { id: ctx.id, type, from: src, reason: check.reason, detail: check.detail });
+      return false;
+    }
+    c.peerParameters = check.parameters;
+    c.peerGeneration = list.generation;
+    ctx.peerLocators = check.locators.map((l) => locator(l.address, l.method));
+    refreshLocatorKeys(ctx);
+    const prefs = options.find((o): o is LocatorPreferencesOption => o.kind === 'LocatorPreferences');
+    if (prefs) this.applyPreferences(ctx, prefs);
+    return true;
+  }
+
+  /** Locator Preferences of the current generation: the BROKEN flag takes a locator out of use. */
+  private applyPreferences(ctx: ShimContext, prefs: LocatorPreferencesOption): void {
+    const c = this.control.get(ctx.id);
+    if (!c || prefs.generation !== c.peerGeneration || prefs.elements.length !== ctx.peerLocators.length) return;
+    ctx.peerPreferences = ctx.peerLocators.map((l, i) => {
+      const e = prefs.elements[i];
+      return { locator: l.text, flags: e?.flags ?? 0, priority: e?.priority, weight: e?.weight };
+    });
+  }
+
+  /** Context confusion: another context with the same peer tag and an overlapping peer set is stale. */
+  private confusionCheck(ctx: ShimContext, peerTag: number): void {
+    for (const other of this.table.all()) {
+      if (other === ctx || other.origin !== 'negotiated' || other.peerContextTag !== peerTag) continue;
+      const overlap = other.peerLocators.some((l) => ctx.peerLocatorKeys.has(l.key)) || other.peerUlid.key === ctx.peerUlid.key;
+      if (overlap) {
+        this.effects.event('context-confusion', { stale: other.id, fresh: ctx.id, peerTag });
+        this.remove(other.id, `context confusion: context ${ctx.id} took peer tag ${peerTag}`);
+      }
+    }
+  }
+
+  private locatorOptions(ctx: ShimContext, c: Control, includeParameters: boolean): Shim6Option[] {
+    const locators = ctx.localLocators.map((l) => l.text);
+    return this.security.localLocatorOptions(ctx.localUlid.text, locators, c.localGeneration, includeParameters);
+  }
+
+  private addPairAndFork(ctx: ShimContext, options: Shim6Option[]): void {
+    if (ctx.current.local.key !== ctx.localUlid.key || ctx.current.peer.key !== ctx.peerUlid.key) {
+      options.push({ kind: 'UlidPair', senderUlid: ctx.localUlid.text, receiverUlid: ctx.peerUlid.text });
+    }
+    if (ctx.forkedInstanceId !== 0) options.push({ kind: 'ForkedInstanceIdentifier', forkedInstanceId: ctx.forkedInstanceId });
+  }
+
+  private ourLocators(localUlid: string): string[] {
+    const all = this.options.localLocators();
+    const secured = this.security.securableLocators(localUlid, all);
+    return secured.length > 0 ? secured : [localUlid];
+  }
+
+  private i2Fields(tag: number, u: { peer: string; local: string }, src: string, dst: string): ValidatorFields {
+    return { tag, kind: 0, initiatorUlid: u.peer, responderUlid: u.local, initiatorLocator: src, responderLocator: dst };
+  }
+
+  private r1bisFields(tag: number, peerLocator: string, localLocator: string): ValidatorFields {
+    // The ULIDs are unknown to a host without the context: the locators stand in for them.
+    return { tag, kind: 1, initiatorUlid: peerLocator, responderUlid: localLocator, initiatorLocator: peerLocator, responderLocator: localLocator };
+  }
+
+  private arm(c: Control): void {
+    c.deadline = this.options.now() + c.timeoutMs * this.jitter();
+  }
+
+  private newControl(): Control {
+    const now = this.options.now();
+    return {
+      pending: undefined,
+      retries: 0,
+      timeoutMs: this.timers.i1TimeoutMs,
+      deadline: undefined,
+      holdDownUntil: undefined,
+      peerParameters: undefined,
+      peerGeneration: undefined,
+      localGeneration: this.options.random32(),
+      parametersSent: false,
+      update: undefined,
+      establishedAt: now,
+      createdAt: now,
+    };
+  }
+
+  /** A random 47-bit tag no context has (RFC 5533 section 5: tags are random and unique). */
+  private newTag(): number {
+    for (;;) {
+      const tag = ((this.options.random32() & 0x7fff) * 0x1_0000_0000 + this.options.random32()) % (MAX_CONTEXT_TAG + 1);
+      if (tag !== 0 && !this.table.hasLocalTag(tag)) return tag;
+    }
+  }
+
+  private reject(event: MachineEvent, detail: Record<string, unknown>): void {
+    this.effects.event(event, detail);
+  }
+}
