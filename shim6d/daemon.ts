@@ -21,6 +21,7 @@ import { PacketQueue } from './packet-queue';
 import { packetTooBigMessage } from './packet-too-big';
 import { lookupPathMtu } from './path-mtu';
 import { ShimControl } from './shim-control';
+import { isShimmed } from './context';
 import { ConsoleServer } from './console-server';
 import { handleConsoleCommand, type DaemonView } from './console-handler';
 
@@ -99,9 +100,20 @@ export class Shim6Daemon {
         this.log.warn('removed rules left by an earlier run', { jumps: left.jumps, chains: left.chains.join(','), sets: left.sets.join(',') });
       }
       this.log.info('netfilter rules installed', { outChain: this.rules.config.outChain, inChain: this.rules.config.inChain, match: installed.match });
-      for (const spec of c.contexts) {
-        await this.control.install({
-          id: spec.id ?? this.table.allocateId(),
+      // The static contexts in one batch: their pairs go into the rules in one `ipset restore`
+      // instead of one per context, and the path MTU lookups (one `ip route get` per distinct
+      // locator pair) run a few at a time. A context without an id gets the lowest one no other
+      // context has or is given in the file.
+      const given = new Set(c.contexts.flatMap((s) => (s.id === undefined ? [] : [s.id])));
+      let free = 1;
+      const freeId = (): number => {
+        while (given.has(free) || this.table.byId(free)) free++;
+        given.add(free);
+        return free;
+      };
+      await this.control.installMany(
+        c.contexts.map((spec) => ({
+          id: spec.id ?? freeId(),
           origin: 'static',
           localUlid: spec.localUlid,
           peerUlid: spec.peerUlid,
@@ -111,8 +123,9 @@ export class Shim6Daemon {
           peerLocators: spec.peerLocators,
           verification: 'static',
           locatorPair: spec.locatorPair,
-        });
-      }
+        })),
+      );
+      if (c.contexts.length > 0) this.log.info('static contexts installed', { contexts: c.contexts.length, shimmed: this.table.all().filter(isShimmed).length });
       if (c.console.enabled) {
         this.consoleServer = new ConsoleServer({
           addresses: [...c.console.addresses],

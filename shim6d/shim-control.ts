@@ -7,6 +7,8 @@
  * - Back to the ULID pair: take the rule out first, then reset the pair; packets queued
  *   in between are still shimmed, which the peer accepts.
  * - Between two non-ULID pairs: the table only; the rule stays.
+ * - Many at once (installMany, the static contexts at start-up): all into the table with
+ *   their pairs and path MTUs first, then the shimmed ULID pairs into the rules in one batch.
  *
  * Operations are serialised. Pure apart from the injected rules and path MTU lookup.
  */
@@ -16,6 +18,8 @@ import type { ContextTable } from './context-table';
 /** The part of iptables-rules' Shim6Rules this needs. */
 export interface PairRules {
   addShimmedPair(srcUlid: string, dstUlid: string): Promise<void>;
+  /** Many pairs in one batch (one `ipset restore`). */
+  addShimmedPairs(pairs: readonly { src: string; dst: string }[]): Promise<void>;
   removeShimmedPair(srcUlid: string, dstUlid: string): Promise<void>;
 }
 
@@ -26,6 +30,9 @@ export interface ShimControlLogger {
 
 /** Path MTU of (local, peer) locators; a rejection means unknown (the default applies). */
 export type PathMtuLookup = (local: string, peer: string) => Promise<number>;
+
+/** installMany: how many path MTU lookups (each a command run) may be under way at once. */
+export const PATH_MTU_LOOKUPS_AT_ONCE = 8;
 
 export class ShimControl {
   private queue: Promise<unknown> = Promise.resolve();
@@ -52,6 +59,43 @@ export class ShimControl {
       }
       this.log.info('context installed', describe(ctx));
       return ctx;
+    });
+  }
+
+  /**
+   * Adds many contexts at once (the static ones at start-up), in the order given, as install()
+   * would one by one, but with the path MTU lookups run a few at a time (once per distinct
+   * locator pair) and the ULID pairs of all the shimmed ones added to the rules in ONE batch,
+   * after every context is in the table with its pair and path MTU. All or nothing: when a spec
+   * is refused (ContextError) or the rules fail, none of these contexts stays in the table.
+   */
+  installMany(specs: readonly ContextSpec[]): Promise<ShimContext[]> {
+    return this.serial(async () => {
+      const added: ShimContext[] = [];
+      try {
+        for (const spec of specs) added.push(this.table.add(spec));
+        const shimmed = added.filter(isShimmed);
+        const mtus = new Map<string, Promise<number | undefined>>();
+        const pairKey = (ctx: ShimContext): string => `${ctx.current.local.text} ${ctx.current.peer.text}`;
+        const distinct = [...new Map(shimmed.map((ctx) => [pairKey(ctx), ctx])).values()];
+        let next = 0;
+        const worker = async (): Promise<void> => {
+          while (next < distinct.length) {
+            const ctx = distinct[next++] as ShimContext;
+            const lookup = this.lookup(ctx);
+            mtus.set(pairKey(ctx), lookup);
+            await lookup;
+          }
+        };
+        await Promise.all(Array.from({ length: Math.min(PATH_MTU_LOOKUPS_AT_ONCE, distinct.length) }, worker));
+        for (const ctx of shimmed) ctx.pathMtu = await mtus.get(pairKey(ctx));
+        if (shimmed.length > 0) await this.rules.addShimmedPairs(shimmed.map((ctx) => ({ src: ctx.localUlid.text, dst: ctx.peerUlid.text })));
+      } catch (e) {
+        for (const ctx of added) this.table.remove(ctx.id);
+        throw e;
+      }
+      for (const ctx of added) this.log.info('context installed', describe(ctx));
+      return added;
     });
   }
 

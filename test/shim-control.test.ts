@@ -1,12 +1,13 @@
 /**
  * ShimControl (shim6d/shim-control) with fake netfilter rules, a fake path-MTU lookup and a
  * recording logger: which moves add or remove the ULID pair's rule, in which order the
- * table and the rules change, what a failure leaves behind, and that operations queue.
+ * table and the rules change, what a failure leaves behind, and that operations queue; and
+ * installMany, the batch of the static contexts at start-up.
  */
 import { strict as assert } from 'node:assert';
 import { ContextError, isShimmed, type ContextSpec, type LocatorPair, type ShimContext } from '../shim6d/context';
 import { ContextTable } from '../shim6d/context-table';
-import { ShimControl, type PairRules, type ShimControlLogger } from '../shim6d/shim-control';
+import { PATH_MTU_LOOKUPS_AT_ONCE, ShimControl, type PairRules, type ShimControlLogger } from '../shim6d/shim-control';
 
 const A1 = '2001:db8:a1::a';
 const A2 = '2001:db8:a2::a';
@@ -63,6 +64,18 @@ class FakeRules implements PairRules {
     await this.gate?.promise;
     await Promise.resolve();
     this.events.push('add done');
+    if (this.failAdd) throw this.failAdd;
+  }
+
+  /** Recorded as one call: 'addMany A1 B1, A1 C1, ...'. */
+  async addShimmedPairs(pairs: readonly { src: string; dst: string }[]): Promise<void> {
+    const line = `addMany ${pairs.map((p) => `${p.src} ${p.dst}`).join(', ')}`;
+    this.calls.push(line);
+    this.events.push(line);
+    this.onAdd?.();
+    await this.gate?.promise;
+    await Promise.resolve();
+    this.events.push('addMany done');
     if (this.failAdd) throw this.failAdd;
   }
 
@@ -203,6 +216,118 @@ describe('ShimControl (shim6d/shim-control)', () => {
       await assert.rejects(r.control.install(spec({ id: 2, locatorPair: { local: A2, peer: '2001:db8:b9::b' } })), isContextError(/peer locator 2001:db8:b9::b/));
       assert.deepEqual(r.rules.calls, []);
       assert.equal(r.table.size, 1);
+    });
+  });
+
+  describe('installMany', () => {
+    const C1 = '2001:db8:c1::c';
+    const D1 = '2001:db8:d1::d';
+    const E1 = '2001:db8:e1::e';
+    /** Peer ULID `peer`, whose locators include B2 and B3 so that pairs can be shared. */
+    const to = (id: number, peer: string, over: Partial<ContextSpec> = {}): ContextSpec =>
+      spec({ id, peerUlid: peer, localContextTag: 0x1000 + id, peerContextTag: 0x2000 + id, peerLocators: [peer, B2, B3], ...over });
+
+    it('the table first (every context, pair and path MTU), then ONE rule batch for the shimmed ones; one lookup per distinct pair', async () => {
+      const r = rig();
+      let seen: string[] | undefined;
+      r.rules.onAdd = () => {
+        seen = r.table.all().map((c) => `${c.id} ${pairOf(c)} ${String(c.pathMtu)}`);
+      };
+      const list = await r.control.installMany([
+        spec(), // on its ULIDs
+        to(2, C1, { locatorPair: { local: A2, peer: B2 } }),
+        to(3, D1, { locatorPair: { local: A2, peer: B2 } }), // the same locator pair as 2
+        to(4, E1, { locatorPair: { local: A3, peer: B3 } }),
+      ]);
+      assert.deepEqual(list.map((c) => c.id), [1, 2, 3, 4]);
+      assert.deepEqual(list.map((c) => r.table.byId(c.id) === c), [true, true, true, true]);
+      assert.deepEqual(r.rules.calls, [`addMany ${A1} ${C1}, ${A1} ${D1}, ${A1} ${E1}`]);
+      assert.deepEqual(r.mtu.calls, [`${A2} ${B2}`, `${A3} ${B3}`]);
+      assert.deepEqual(seen, [`1 ${A1} ${B1} undefined`, `2 ${A2} ${B2} 1400`, `3 ${A2} ${B2} 1400`, `4 ${A3} ${B3} 1300`], 'all in the table, with their path MTU, before the rules');
+      assert.deepEqual(r.events.slice(-2), [`addMany ${A1} ${C1}, ${A1} ${D1}, ${A1} ${E1}`, 'addMany done']);
+      assert.deepEqual(r.log.infos.map((i) => [i.message, i.meta?.id]), [1, 2, 3, 4].map((id) => ['context installed', id]));
+      // They behave like contexts install() added: deshim removes the one rule.
+      await r.control.returnToUlids(3);
+      assert.deepEqual(r.rules.calls.slice(1), [`remove ${A1} ${D1}`]);
+    });
+
+    it('none shimmed: no rule call, no lookup; an empty list: nothing at all', async () => {
+      const r = rig();
+      assert.deepEqual(await r.control.installMany([]), []);
+      const list = await r.control.installMany([spec(), to(2, C1)]);
+      assert.equal(list.length, 2);
+      assert.deepEqual(r.rules.calls, []);
+      assert.deepEqual(r.mtu.calls, []);
+    });
+
+    it('a refused spec: the ContextError propagates, none of the batch stays, no lookup, no rule', async () => {
+      const r = rig();
+      await r.control.install(to(9, E1));
+      await assert.rejects(
+        r.control.installMany([to(2, C1, { locatorPair: { local: A2, peer: B2 } }), to(3, D1, { localContextTag: 0x1009 })]),
+        isContextError(/local context tag 4105 is in use by context 9/),
+      );
+      assert.deepEqual(r.table.all().map((c) => c.id), [9], 'only the earlier context');
+      assert.deepEqual(r.rules.calls, []);
+      assert.deepEqual(r.mtu.calls, []);
+    });
+
+    it('failing rules: the error propagates, none of the batch stays, nothing logged as installed; a retry works', async () => {
+      const r = rig();
+      const boom = new Error('ipset restore: Kernel error');
+      r.rules.failAdd = boom;
+      const batch = [spec(), to(2, C1, { locatorPair: { local: A2, peer: B2 } })];
+      await assert.rejects(r.control.installMany(batch), (e) => e === boom);
+      assert.equal(r.table.size, 0);
+      assert.equal(r.table.byLocalTag(0x1002), undefined);
+      assert.deepEqual(r.log.infos, []);
+      r.rules.failAdd = undefined;
+      assert.equal((await r.control.installMany(batch)).length, 2);
+      assert.equal(r.table.size, 2);
+    });
+
+    it('a failing lookup: a warning per pair, pathMtu undefined, the rule still added', async () => {
+      const r = rig();
+      const list = await r.control.installMany([to(2, C1, { locatorPair: { local: A1, peer: B3 } }), to(3, D1, { locatorPair: { local: A1, peer: B3 } })]);
+      assert.deepEqual(list.map((c) => c.pathMtu), [undefined, undefined]);
+      assert.equal(r.log.warns.length, 1);
+      assert.deepEqual(r.log.warns[0]?.meta, { local: A1, peer: B3, error: `no route to ${B3}` });
+      assert.deepEqual(r.rules.calls, [`addMany ${A1} ${C1}, ${A1} ${D1}`]);
+    });
+
+    it(`runs at most ${PATH_MTU_LOOKUPS_AT_ONCE} lookups at once`, async () => {
+      const r = rig();
+      const n = PATH_MTU_LOOKUPS_AT_ONCE * 3 + 1;
+      const specs = Array.from({ length: n }, (_, i) => {
+        const peer = `2001:db8:f1::${(i + 1).toString(16)}`;
+        const loc = `2001:db8:f2::${(i + 1).toString(16)}`;
+        r.mtu.mtus.set(`${A2} ${loc}`, 1280 + i);
+        return spec({ id: i + 1, peerUlid: peer, localContextTag: i + 1, peerLocators: [peer, loc], locatorPair: { local: A2, peer: loc } });
+      });
+      const gate = new Gate();
+      r.mtu.gate = gate;
+      const many = r.control.installMany(specs);
+      for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(r.mtu.calls.length, PATH_MTU_LOOKUPS_AT_ONCE, 'the others wait for one of these to finish');
+      assert.deepEqual(r.rules.calls, []);
+      gate.open();
+      const list = await many;
+      assert.equal(r.mtu.calls.length, n);
+      assert.deepEqual(list.map((c) => c.pathMtu), specs.map((_, i) => 1280 + i));
+      assert.equal(r.rules.calls.length, 1);
+    });
+
+    it('queues behind an operation under way, like the others', async () => {
+      const r = rig();
+      const gate = new Gate();
+      r.mtu.gate = gate;
+      const first = r.control.install(to(9, E1, { locatorPair: { local: A2, peer: B2 } }));
+      const many = r.control.installMany([to(2, C1, { locatorPair: { local: A3, peer: B3 } })]);
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.deepEqual(r.mtu.calls, [`${A2} ${B2}`]);
+      gate.open();
+      await Promise.all([first, many]);
+      assert.deepEqual(r.events, [`mtu ${A2} ${B2}`, `add ${A1} ${E1}`, 'add done', `mtu ${A3} ${B3}`, `addMany ${A1} ${C1}`, 'addMany done']);
     });
   });
 
