@@ -147,9 +147,20 @@ interface Control {
   localGeneration: number;
   parametersSent: boolean;
   update: { nonce: number; timeoutMs: number; deadline: number; locators: string[] } | undefined;
+  /** Request Nonce of the last Update Request accepted: its retransmissions are acknowledged again. */
+  lastUpdateNonce: number | undefined;
   establishedAt: number;
   createdAt: number;
 }
+
+/** True when the list names exactly the context's peer locators. */
+function sameAddresses(list: LocatorListOption, ctx: ShimContext): boolean {
+  const keys = new Set(list.locators.map((l) => locator(l.address, 'unverified').key));
+  return keys.size === ctx.peerLocators.length && ctx.peerLocators.every((l) => keys.has(l.key));
+}
+
+/** Octets before the options of the message types that carry a Locator List (RFC 5533 section 5). */
+const FIXED_PART: Record<number, number> = { 3: 24, 4: 16, 6: 32, 64: 16 };
 
 /** Serial-number comparison of 32-bit generations (RFC 1982): is a newer than b? */
 export function newerGeneration(a: number, b: number): boolean {
@@ -167,6 +178,8 @@ export class ContextMachine {
   private readonly validator: ResponderValidator;
   private readonly jitter: () => number;
   private errorBudget = { second: -1, left: 0 };
+  /** The packet receive() is handling: the packet in error of an Error it may send. */
+  private inFlight: { packet: Buffer; shimOffset: number } | undefined;
 
   constructor(
     readonly table: ContextTable,
@@ -271,12 +284,21 @@ export class ContextMachine {
       const e = decoded.error;
       if (e.code === 'UNKNOWN_MESSAGE_TYPE' || e.code === 'UNKNOWN_CRITICAL_OPTION') {
         const code = e.code === 'UNKNOWN_MESSAGE_TYPE' ? ErrorCode.UnknownMessageType : ErrorCode.CriticalOptionNotRecognized;
-        // The Pointer counts from the start of the Shim6 header; the packet in error starts at the IPv6 header.
-        this.sendError(errorMessageFor(code, e.offset, packet), dst, src, { why: e.message });
+        // The packet in error starts at the IPv6 header, and the Pointer indexes into it.
+        this.sendError(errorMessageFor(code, at.offset + e.offset, packet), dst, src, { why: e.message });
       }
       return this.reject('rejected-malformed', { from: src, code: e.code, why: e.message });
     }
     const m = decoded.value.message;
+    this.inFlight = { packet, shimOffset: at.offset };
+    try {
+      this.dispatch(m, src, dst);
+    } finally {
+      this.inFlight = undefined;
+    }
+  }
+
+  private dispatch(m: ControlMessage, src: string, dst: string): void {
     switch (m.type) {
       case 'I1':
         return this.onI1(m, src, dst);
@@ -360,6 +382,7 @@ export class ContextMachine {
         continue;
       }
       if (c.deadline !== undefined && c.deadline <= now) this.retransmit(ctx, c);
+      if (!this.table.byId(id)) continue; // gave up and removed it
       if (c.update && c.update.deadline <= now) {
         c.update.timeoutMs = Math.min(c.update.timeoutMs * 2, this.timers.maxUpdateTimeoutMs);
         this.transmitUpdate(ctx, c);
@@ -403,6 +426,7 @@ export class ContextMachine {
   private sendI2(ctx: ShimContext, c: Control): void {
     const p = c.pending;
     if (p?.kind !== 'i2') return;
+    this.refreshOurLocators(ctx);
     const options: Shim6Option[] = [{ kind: 'ResponderValidator', validator: p.validator }, ...this.locatorOptions(ctx, c, true)];
     this.addPairAndFork(ctx, options);
     const i2: I2Message = { type: 'I2', initiatorContextTag: ctx.localContextTag, initiatorNonce: p.nonce, responderNonce: p.responderNonce, options };
@@ -413,6 +437,7 @@ export class ContextMachine {
   private sendI2bis(ctx: ShimContext, c: Control): void {
     const p = c.pending;
     if (p?.kind !== 'i2bis') return;
+    this.refreshOurLocators(ctx);
     const options: Shim6Option[] = [{ kind: 'ResponderValidator', validator: p.validator }, ...this.locatorOptions(ctx, c, true)];
     // I2bis always names the ULIDs: the locators in use may be any pair.
     options.push({ kind: 'UlidPair', senderUlid: ctx.localUlid.text, receiverUlid: ctx.peerUlid.text });
@@ -428,6 +453,7 @@ export class ContextMachine {
     const c = this.control.get(ctx.id) as Control;
     if (!this.acceptPeerLocators(ctx, c, m.options, 'R2', src)) return;
     ctx.peerContextTag = m.responderContextTag;
+    this.confusionCheck(ctx, m.responderContextTag);
     this.establish(ctx, c);
   }
 
@@ -506,7 +532,8 @@ export class ContextMachine {
     const u = this.ulidsOf(m, src, dst);
     if (!this.isOurs(u.local)) return this.reject('rejected-not-ours', { type: 'I1', ulid: u.local });
     const ctx = this.table.byKey(contextKey(locator(u.local, 'unverified'), locator(u.peer, 'unverified'), u.fork));
-    if (ctx && ctx.origin === 'negotiated' && (ctx.state === 'I1-SENT' || ctx.state === 'I2-SENT' || ctx.state === 'I2BIS-SENT' || ctx.state === 'ESTABLISHED')) {
+    const fromPeer = ctx !== undefined && ctx.peerLocatorKeys.has(locator(src, 'unverified').key);
+    if (ctx && fromPeer && ctx.origin === 'negotiated' && (ctx.state === 'I1-SENT' || ctx.state === 'I2-SENT' || ctx.state === 'I2BIS-SENT' || ctx.state === 'ESTABLISHED')) {
       // Simultaneous I1s, or a peer that lost its context: R2 with what we have.
       const c = this.control.get(ctx.id) as Control;
       if (ctx.state === 'ESTABLISHED' && ctx.peerContextTag !== m.initiatorContextTag) this.confusionCheck(ctx, m.initiatorContextTag);
@@ -548,14 +575,22 @@ export class ContextMachine {
     this.respondWithContext(m, u, src, dst, m.packetContextTag);
   }
 
-  /** I2 or I2bis verified: (re)build the context, verify the locators, R2. */
+  /** I2 or I2bis verified: verify the locators, then (re)build the context, R2. */
   private respondWithContext(m: I2Message | I2bisMessage, u: { peer: string; local: string; fork: number }, src: string, dst: string, reuseTag: number | undefined): void {
     const key = contextKey(locator(u.local, 'unverified'), locator(u.peer, 'unverified'), u.fork);
     const old = this.table.byKey(key);
+    if (old?.origin === 'static') return this.reject('rejected-not-ours', { type: m.type, why: `ULID pair has static context ${old.id}` });
+    // A context that works is only replaced from where its peer is known to be: otherwise
+    // anyone who can get an R1 (or an R1bis) could take it over.
+    if (old?.state === 'ESTABLISHED' && !old.peerLocatorKeys.has(locator(src, 'unverified').key)) {
+      return this.reject('rejected-locators', { id: old.id, type: m.type, from: src, reason: 'source-not-a-peer-locator', detail: `${src} is not a locator of ${old.peerUlid.text}` });
+    }
+    const check = this.checkPeerLocators(u.peer, m.options, undefined);
+    if (check && !check.ok) return this.refuseLocators(check, m.type, src, dst, old?.id);
     if (old) {
-      if (old.origin === 'static') return this.reject('rejected-not-ours', { type: m.type, why: `ULID pair has static context ${old.id}` });
       this.table.remove(old.id);
       this.control.delete(old.id);
+      this.effects.removed(old, `replaced by a new context from ${m.type}`);
     }
     const tag = reuseTag !== undefined && !this.table.hasLocalTag(reuseTag) ? reuseTag : old && !this.table.hasLocalTag(old.localContextTag) ? old.localContextTag : this.newTag();
     const ctx = this.table.add({
@@ -572,13 +607,8 @@ export class ContextMachine {
     });
     const c = this.newControl();
     this.control.set(ctx.id, c);
-    ctx.current = { local: ctx.localLocators.find((l) => l.text === dst) ?? ctx.localUlid, peer: locator(src, 'unverified') };
-    if (!this.acceptPeerLocators(ctx, c, m.options, m.type, src)) {
-      this.table.remove(ctx.id);
-      this.control.delete(ctx.id);
-      return;
-    }
-    ctx.current = { local: ctx.current.local, peer: ctx.peerLocators.find((l) => l.text === src) ?? ctx.peerUlid };
+    this.installPeerLocators(ctx, c, check, m.options);
+    ctx.current = { local: ctx.localLocators.find((l) => l.text === dst) ?? ctx.localUlid, peer: ctx.peerLocators.find((l) => l.text === src) ?? ctx.peerUlid };
     this.confusionCheck(ctx, m.initiatorContextTag);
     this.sendR2(ctx, c, m.initiatorNonce, dst, src);
     this.establish(ctx, c);
@@ -606,17 +636,25 @@ export class ContextMachine {
       if (!ctx) this.unknownContextTag(m.receiverContextTag, dst, src);
       return this.reject('rejected-no-context', { type: 'UpdateRequest', from: src, tag: m.receiverContextTag });
     }
+    // The source may be a locator the peer only now announces (its others may be broken):
+    // what protects the context is the tag and the HBA/CGA proof of the list.
     const c = this.control.get(ctx.id) as Control;
     const list = option(m, 'LocatorList');
     if (list) {
-      if (c.peerGeneration !== undefined && !newerGeneration(list.generation, c.peerGeneration)) {
-        return this.reject('rejected-replay', { id: ctx.id, from: src, generation: list.generation, current: c.peerGeneration });
+      // A retransmission (its acknowledgement was lost), or the update the I2bis of a
+      // recovery already carried: acknowledged again, nothing changes.
+      const repeat = c.peerGeneration === list.generation && (c.lastUpdateNonce === m.requestNonce || sameAddresses(list, ctx));
+      if (!repeat) {
+        if (c.peerGeneration !== undefined && !newerGeneration(list.generation, c.peerGeneration)) {
+          return this.reject('rejected-replay', { id: ctx.id, from: src, generation: list.generation, current: c.peerGeneration });
+        }
+        const before = ctx.current.peer.key;
+        if (!this.acceptPeerLocators(ctx, c, m.options, 'UpdateRequest', src, dst)) return;
+        c.lastUpdateNonce = m.requestNonce;
+        const stillThere = ctx.peerLocators.some((l) => l.key === before);
+        this.effects.event('update-accepted', { id: ctx.id, generation: list.generation, locators: ctx.peerLocators.map((l) => l.text) });
+        this.effects.peerLocatorsChanged(ctx, !stillThere);
       }
-      const before = ctx.current.peer.key;
-      if (!this.acceptPeerLocators(ctx, c, m.options, 'UpdateRequest', src)) return;
-      const stillThere = ctx.peerLocators.some((l) => l.key === before) || before === ctx.peerUlid.key;
-      this.effects.event('update-accepted', { id: ctx.id, generation: list.generation, locators: ctx.peerLocators.map((l) => l.text) });
-      this.effects.peerLocatorsChanged(ctx, !stillThere);
     } else {
       const prefs = option(m, 'LocatorPreferences');
       if (prefs) this.applyPreferences(ctx, prefs);
@@ -674,35 +712,71 @@ export class ContextMachine {
     c.establishedAt = this.options.now();
     this.effects.established(ctx);
     this.effects.event('established', { id: ctx.id, ulids: `${ctx.localUlid.text} → ${ctx.peerUlid.text}`, peerTag: ctx.peerContextTag, localTag: ctx.localContextTag });
+    // Our locators changed while the exchange ran: tell the peer now.
+    const now = this.ourLocators(ctx.localUlid.text);
+    if (now.length !== ctx.localLocators.length || now.some((l, i) => ctx.localLocators[i]?.text !== l)) this.sendUpdate(ctx.id);
   }
 
-  /** Verifies and installs the peer's locator list from these options; false (counted, Error sent) if it does not verify. */
-  private acceptPeerLocators(ctx: ShimContext, c: Control, options: Shim6Option[], type: string, src: string): boolean {
+  /** The HBA/CGA check of the Locator List in these options (none: the ULID alone, trivially fine). */
+  private checkPeerLocators(peerUlid: string, options: Shim6Option[], remembered: Buffer | undefined): PeerLocatorCheck | undefined {
     const list = options.find((o): o is LocatorListOption => o.kind === 'LocatorList');
-    if (!list) {
-      // No list: the peer's only locator is its ULID (RFC 5533 section 7.2).
-      ctx.peerLocators = [{ ...ctx.peerUlid }];
-      refreshLocatorKeys(ctx);
-      return true;
-    }
+    if (!list) return undefined;
     const parameters = options.find((o) => o.kind === 'CgaParameterDataStructure');
     const signature = options.find((o) => o.kind === 'CgaSignature');
-    const check = this.security.verifyPeerLocators(
-      ctx.peerUlid.text,
+    return this.security.verifyPeerLocators(
+      peerUlid,
       list,
-      parameters?.kind === 'CgaParameterDataStructure' ? parameters.data : c.peerParameters,
+      parameters?.kind === 'CgaParameterDataStructure' ? parameters.data : remembered,
       signature?.kind === 'CgaSignature' ? signature.signature : undefined,
     );
-    if (!check.ok) {
-      this.reject('rejected-locators', { id: ctx.id, type, from: src, reason: check.reason, detail: check.detail });
-      return false;
+  }
+
+  /** Installs a verified list (or, with none, the ULID as the peer's only locator, RFC 5533 section 7.2). */
+  private installPeerLocators(ctx: ShimContext, c: Control, check: PeerLocatorCheck | undefined, options: Shim6Option[]): void {
+    if (!check || !check.ok) {
+      ctx.peerLocators = [{ ...ctx.peerUlid }];
+      refreshLocatorKeys(ctx);
+      return;
     }
+    const list = options.find((o): o is LocatorListOption => o.kind === 'LocatorList');
     c.peerParameters = check.parameters;
-    c.peerGeneration = list.generation;
+    c.peerGeneration = list?.generation;
     ctx.peerLocators = check.locators.map((l) => locator(l.address, l.method));
     refreshLocatorKeys(ctx);
     const prefs = options.find((o): o is LocatorPreferencesOption => o.kind === 'LocatorPreferences');
     if (prefs) this.applyPreferences(ctx, prefs);
+  }
+
+  /** A list that does not verify: counted, and the sender gets Error code 2 (rate-limited). */
+  private refuseLocators(check: Extract<PeerLocatorCheck, { ok: false }>, type: string, src: string, dst: string, id: number | undefined): void {
+    this.reject('rejected-locators', { id, type, from: src, reason: check.reason, detail: check.detail });
+    const f = this.inFlight;
+    if (f) this.sendError(errorMessageFor(ErrorCode.LocatorVerificationMethodFailed, this.optionPointer(f, 2), f.packet), dst, src, { why: check.reason });
+  }
+
+  /** Offset (from the IPv6 header) of the first option of this type in the packet being handled; the Shim6 header's if none. */
+  private optionPointer(f: { packet: Buffer; shimOffset: number }, optionType: number): number {
+    const shim = f.packet.subarray(f.shimOffset);
+    const end = Math.min(shim.length, ((shim[1] ?? 0) + 1) * 8);
+    const type = (shim[2] ?? 0) & 0x7f;
+    let o = FIXED_PART[type] ?? end;
+    while (o + 4 <= end) {
+      const t = shim.readUInt16BE(o) >>> 1;
+      if (t === optionType) return f.shimOffset + o;
+      const len = shim.readUInt16BE(o + 2);
+      o += 11 + len - ((len + 3) % 8);
+    }
+    return f.shimOffset;
+  }
+
+  /** Verifies and installs the peer's locator list from these options; false (counted, Error sent) if it does not verify. */
+  private acceptPeerLocators(ctx: ShimContext, c: Control, options: Shim6Option[], type: string, src: string, dst = ctx.current.local.text): boolean {
+    const check = this.checkPeerLocators(ctx.peerUlid.text, options, c.peerParameters);
+    if (check && !check.ok) {
+      this.refuseLocators(check, type, src, dst, ctx.id);
+      return false;
+    }
+    this.installPeerLocators(ctx, c, check, options);
     return true;
   }
 
@@ -740,6 +814,11 @@ export class ContextMachine {
     if (ctx.forkedInstanceId !== 0) options.push({ kind: 'ForkedInstanceIdentifier', forkedInstanceId: ctx.forkedInstanceId });
   }
 
+  private refreshOurLocators(ctx: ShimContext): void {
+    ctx.localLocators = this.ourLocators(ctx.localUlid.text).map((l) => locator(l, 'unverified'));
+    refreshLocatorKeys(ctx);
+  }
+
   private ourLocators(localUlid: string): string[] {
     const all = this.options.localLocators();
     const secured = this.security.securableLocators(localUlid, all);
@@ -772,6 +851,7 @@ export class ContextMachine {
       localGeneration: this.options.random32(),
       parametersSent: false,
       update: undefined,
+      lastUpdateNonce: undefined,
       establishedAt: now,
       createdAt: now,
     };
