@@ -157,9 +157,39 @@ function duplicates(values: readonly string[], key: string, name: string): void 
   });
 }
 
+/** The context exchange's timers (RFC 5533 section 16); milliseconds. */
+const controlSchema = object({
+  i1TimeoutMs: withDefault(int({ min: 100, max: 600_000 }), 4000),
+  i1Retries: withDefault(int({ min: 0, max: 20 }), 4),
+  i2TimeoutMs: withDefault(int({ min: 100, max: 600_000 }), 4000),
+  i2Retries: withDefault(int({ min: 0, max: 20 }), 2),
+  noR1HoldDownMs: withDefault(int({ min: 0, max: 86_400_000 }), 60_000),
+  icmpHoldDownMs: withDefault(int({ min: 0, max: 86_400_000 }), 600_000),
+  updateTimeoutMs: withDefault(int({ min: 100, max: 600_000 }), 4000),
+  maxUpdateTimeoutMs: withDefault(int({ min: 100, max: 3_600_000 }), 120_000),
+  validatorRotationMs: withDefault(int({ min: 1000, max: 3_600_000 }), 30_000),
+  idleTeardownMs: withDefault(int({ min: 1000, max: 86_400_000 }), 600_000),
+  errorsPerSecond: withDefault(int({ min: 0, max: 10_000 }), 10),
+});
+
+/** When a ULID pair deserves a context (shim6d/heuristic.ts). */
+const heuristicSchema = object({
+  enabled: withDefault(bool(), true),
+  /** Packets of the pair's flows, both directions, from conntrack. */
+  packets: withDefault(int({ min: 1, max: 1_000_000_000 }), 50),
+  /** Or active this long; 0: only the packet count counts. */
+  activeSeconds: withDefault(int({ min: 0, max: 86_400 }), 10),
+  /** How often conntrack's counters are read. */
+  pollMs: withDefault(int({ min: 100, max: 60_000 }), 1000),
+});
+
 const shim6dSchema = object(
   {
     pidFile: optional(absolutePath()),
+    /** Directories written by `shim6-cga generate`: this host's HBA sets and CGAs. */
+    identities: withDefault(arrayOf(absolutePath(), { max: 64 }), []),
+    control: withDefault(controlSchema, controlSchema.parse({}, 'shim6d.control')),
+    heuristic: withDefault(heuristicSchema, heuristicSchema.parse({}, 'shim6d.heuristic')),
     log: withDefault(logSchema, logSchema.parse({}, 'shim6d.log')),
     console: withDefault(consoleSchema, consoleSchema.parse({}, 'shim6d.console')),
     netfilter: withDefault(netfilterSchema, netfilterSchema.parse({}, 'shim6d.netfilter')),

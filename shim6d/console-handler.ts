@@ -10,6 +10,17 @@ import type { DataPlaneStats } from './data-plane';
 import { CONSOLE_HELP, type ConsoleCommand } from './console-commands';
 import type { ShimControl } from './shim-control';
 
+/** What the console needs of the control plane. */
+export interface ControlView {
+  startContext(localUlid: string, peerUlid: string): ShimContext | undefined;
+  sendUpdate(id: number): boolean;
+  remove(id: number, reason: string): ShimContext | undefined;
+  inHoldDown(peerUlid: string): boolean;
+  describe(id: number): Record<string, unknown> | undefined;
+  counters(): Record<string, number>;
+  localLocators(): string[];
+}
+
 export interface DaemonView {
   readonly table: ContextTable;
   readonly control: ShimControl;
@@ -20,8 +31,8 @@ export interface DaemonView {
   /** Per-queue counters: packets seen, handler errors. */
   queues(): Record<string, { packets: number; handlerErrors: number }>;
   console(): { requests: number; errors: number; internalErrors: number };
-  /** Features not in this build: the command's reply. */
-  unavailable(kind: 'context' | 'update'): string;
+  /** The context exchange (shim6d/control-plane.ts); undefined before it started. */
+  controlPlane(): ControlView | undefined;
 }
 
 function drops(d: DropCounters): string {
@@ -37,7 +48,7 @@ function tag(t: number): string {
   return `0x${t.toString(16).padStart(12, '0')}`;
 }
 
-export function contextText(ctx: ShimContext, now: number): string {
+export function contextText(ctx: ShimContext, now: number, control?: Record<string, unknown>): string {
   const c = ctx.counters;
   const locs = (ls: ShimContext['localLocators']): string => ls.map((l) => `${l.text} [${l.verification}]`).join(', ');
   const shimmed = isShimmed(ctx);
@@ -52,6 +63,8 @@ export function contextText(ctx: ShimContext, now: number): string {
     `  deshimmed in   ${c.deshimmedPackets} packets, ${c.deshimmedOctets} octets, last ${ago(now, c.lastDeshimmedAt)}`,
     `  drops          ${drops(c.drops)}`,
     `  packet too big ${c.packetTooBigSent} sent`,
+    ...(control ? [`  exchange       ${Object.entries(control).filter(([, x]) => x !== undefined).map(([k, x]) => `${k} ${String(x)}`).join(', ') || 'idle'}`] : []),
+    `  REAP           not running (reapd is not part of this build)`,
   ].join('\n');
 }
 
@@ -88,6 +101,12 @@ function statsText(v: DaemonView): string {
   ];
   for (const [name, s] of Object.entries(q)) lines.push(`queue ${name.padEnd(10)} ${s.packets} packets, ${s.handlerErrors} handler errors`);
   lines.push(`console          ${con.requests} requests, ${con.errors} errors, ${con.internalErrors} internal errors`);
+  const cp = v.controlPlane();
+  if (cp) {
+    const counted = Object.entries(cp.counters()).map(([k, n]) => `${k} ${n}`);
+    lines.push(`control          ${counted.length ? counted.join(', ') : 'nothing yet'}`);
+    lines.push(`local locators   ${cp.localLocators().join(', ') || 'none'}`);
+  }
   return lines.join('\n');
 }
 
@@ -103,10 +122,10 @@ export async function handleConsoleCommand(v: DaemonView, cmd: ConsoleCommand): 
         return CONSOLE_HELP;
       case 'dump': {
         const all = v.table.all();
-        if (cmd.json) return JSON.stringify({ contexts: all.map(contextJson), dataPlane: v.dataPlane() });
+        if (cmd.json) return JSON.stringify({ contexts: all.map((c) => ({ ...contextJson(c), exchange: v.controlPlane()?.describe(c.id) ?? null })), dataPlane: v.dataPlane(), control: v.controlPlane()?.counters() ?? null });
         if (all.length === 0) return 'no contexts';
         const now = v.now();
-        return all.map((c) => contextText(c, now)).join('\n\n');
+        return all.map((c) => contextText(c, now, v.controlPlane()?.describe(c.id))).join('\n\n');
       }
       case 'stats':
         return statsText(v);
@@ -121,12 +140,26 @@ export async function handleConsoleCommand(v: DaemonView, cmd: ConsoleCommand): 
       case 'delete': {
         const ctx = contextByUlids(v, cmd.srcUlid, cmd.dstUlid);
         if (!ctx) return `error: no context for ${cmd.srcUlid} → ${cmd.dstUlid}`;
-        await v.control.remove(ctx.id);
+        if (ctx.origin === 'static') await v.control.remove(ctx.id);
+        else v.controlPlane()?.remove(ctx.id, 'deleted from the console');
         return `context ${ctx.id} deleted`;
       }
-      case 'context':
-      case 'update':
-        return v.unavailable(cmd.kind);
+      case 'context': {
+        const cp = v.controlPlane();
+        if (!cp) return 'error: the control plane is not running';
+        const existing = contextByUlids(v, cmd.srcUlid, cmd.dstUlid);
+        if (existing) return `error: context ${existing.id} exists for ${cmd.srcUlid} → ${cmd.dstUlid} (${existing.state})`;
+        if (cp.inHoldDown(cmd.dstUlid)) return `error: ${cmd.dstUlid} is in hold-down (it did not answer, or has no Shim6)`;
+        if (!cp.localLocators().includes(cmd.srcUlid)) return `error: ${cmd.srcUlid} is not one of this host's addresses`;
+        const ctx = cp.startContext(cmd.srcUlid, cmd.dstUlid);
+        return ctx ? `context ${ctx.id}: I1 sent to ${ctx.peerUlid.text}` : `error: could not start a context for ${cmd.srcUlid} → ${cmd.dstUlid}`;
+      }
+      case 'update': {
+        const ctx = v.table.byId(cmd.contextId);
+        if (!ctx) return `error: no context ${cmd.contextId}`;
+        if (ctx.origin === 'static') return `error: context ${ctx.id} is static: it has no peer to update`;
+        return v.controlPlane()?.sendUpdate(ctx.id) ? `context ${ctx.id}: Update Request sent` : `error: context ${ctx.id} is ${ctx.state}, not ESTABLISHED`;
+      }
     }
   } catch (e) {
     if (e instanceof ContextError) return `error: ${e.message}`;

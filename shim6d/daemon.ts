@@ -24,6 +24,7 @@ import { ShimControl } from './shim-control';
 import { isShimmed } from './context';
 import { ConsoleServer } from './console-server';
 import { handleConsoleCommand, type DaemonView } from './console-handler';
+import { ControlPlane } from './control-plane';
 
 /** Path MTU of a shimmed pair when `dataPlane.pathMtu` is "auto" and the lookup fails. */
 const FALLBACK_PATH_MTU = 1500;
@@ -36,6 +37,7 @@ export class Shim6Daemon {
   private readonly ptbSender = new RawIPv6Sender(IPPROTO_ICMPV6);
   private readonly queues = new Map<string, PacketQueue>();
   private consoleServer: ConsoleServer | undefined;
+  private controlPlane: ControlPlane | undefined;
   private pidFile: PidFile | undefined;
   private readonly startedAt = Date.now();
   private stopping: Promise<void> | undefined;
@@ -71,17 +73,16 @@ export class Shim6Daemon {
           }
         },
         unknownContextTag: (tag, packet) => {
-          this.rateLimitedLog('debug', 'payload packet with an unknown context tag dropped', {
+          this.rateLimitedLog('debug', 'payload packet with an unknown context tag dropped (R1bis)', {
             tag,
             source: formatIPv6(packet.subarray(8, 24)),
             destination: formatIPv6(packet.subarray(24, 40)),
           });
+          this.controlPlane?.unknownContextTag(tag, packet);
         },
         controlMessage: (packet) => {
-          this.rateLimitedLog('debug', 'control message received (no control plane in this build; dropped)', {
-            source: formatIPv6(packet.subarray(8, 24)),
-            type: packet.length > 42 ? (packet[42] as number) & 0x7f : undefined,
-          });
+          if (this.controlPlane) this.controlPlane.receive(packet);
+          else this.rateLimitedLog('debug', 'control message before the control plane started: dropped', { source: formatIPv6(packet.subarray(8, 24)) });
         },
       },
       { defaultPathMtu: fixedMtu ?? FALLBACK_PATH_MTU, ptbPerSecond: c.dataPlane.ptbPerSecond },
@@ -126,6 +127,17 @@ export class Shim6Daemon {
         })),
       );
       if (c.contexts.length > 0) this.log.info('static contexts installed', { contexts: c.contexts.length, shimmed: this.table.all().filter(isShimmed).length });
+      this.controlPlane = new ControlPlane({
+        table: this.table,
+        control: this.control,
+        removeShimmedPair: (src, dst) => this.rules.removeShimmedPair(src, dst),
+        addShimmedPair: (src, dst) => this.rules.addShimmedPair(src, dst),
+        identities: c.identities,
+        timers: c.control,
+        log: this.log,
+        lastActivity: (ctx) => Math.max(ctx.counters.lastShimmedAt, ctx.counters.lastDeshimmedAt),
+      });
+      await this.controlPlane.start();
       if (c.console.enabled) {
         this.consoleServer = new ConsoleServer({
           addresses: [...c.console.addresses],
@@ -162,6 +174,7 @@ export class Shim6Daemon {
       }
     }
     await this.consoleServer?.close();
+    await this.controlPlane?.stop();
     this.ptbSender.close();
     this.pidFile?.release();
   }
@@ -190,8 +203,19 @@ export class Shim6Daemon {
       dataPlane: () => this.dataPlane.stats,
       queues: () => Object.fromEntries([...this.queues].map(([k, q]) => [k, { packets: q.packets, handlerErrors: q.handlerErrors }])),
       console: () => this.consoleServer?.stats() ?? { requests: 0, errors: 0, internalErrors: 0 },
-      unavailable: (kind) =>
-        `error: '${kind}' needs the context exchange (I1/R1/I2/R2, updates), which this build does not have yet; contexts come from the configuration ('shim6d.contexts')`,
+      controlPlane: () => {
+        const cp = this.controlPlane;
+        if (!cp) return undefined;
+        return {
+          startContext: (l, p) => cp.startContext(l, p),
+          sendUpdate: (id) => cp.sendUpdate(id),
+          remove: (id, why) => cp.remove(id, why),
+          inHoldDown: (p) => cp.inHoldDown(p),
+          describe: (id) => cp.machine.describe(id),
+          counters: () => Object.fromEntries(cp.counters),
+          localLocators: () => cp.localLocators(),
+        };
+      },
     };
   }
 

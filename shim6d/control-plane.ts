@@ -1,0 +1,162 @@
+/**
+ * shim6d's control plane wiring: the pure ContextMachine with its real inputs and outputs.
+ *
+ * - in: control messages from the inbound NFQUEUE (whole IPv6 packets: the locators they
+ *   came on), unknown tags from the data plane, console commands, the heuristic;
+ * - out: control messages through raw protocol-140 sockets bound to the exact source
+ *   locator (protocol/shim6-socket.ts), context removals to the netfilter rules, counters
+ *   and log lines;
+ * - our locators: rtnetlink (local-addresses.ts); a change sends Update Requests;
+ * - our identities: HBA sets and CGAs from `shim6-cga generate` (locator-security.ts);
+ * - time: one DeadlineTimer (timers.ts) at the machine's next deadline.
+ */
+import { randomBytes } from 'node:crypto';
+import { encodeControlMessage } from '../protocol/control-message';
+import { formatIPv6 } from '../protocol/address';
+import { Shim6Sender } from '../protocol/shim6-socket';
+import type { Logger } from '../common/logger';
+import { isShimmed, type ShimContext } from './context';
+import type { ContextTable } from './context-table';
+import { ContextMachine, type MachineEvent, type MachineTimers } from './context-machine';
+import { HostLocatorSecurity, LocalIdentity } from './locator-security';
+import { LocalAddressMonitor } from './local-addresses';
+import type { ShimControl } from './shim-control';
+import { DeadlineTimer } from './timers';
+
+export interface ControlPlaneOptions {
+  table: ContextTable;
+  control: ShimControl;
+  /** Takes a removed context's ULID pair out of the rules (it is no longer in the table). */
+  removeShimmedPair: (src: string, dst: string) => Promise<void>;
+  /** Puts an established context's ULID pair into the rules when its pair is not the ULIDs (I2bis recovery). */
+  addShimmedPair: (src: string, dst: string) => Promise<void>;
+  identities: readonly string[];
+  timers: Partial<MachineTimers>;
+  log: Logger;
+  /** Last time the data plane or conntrack saw a context's traffic (ms). */
+  lastActivity: (ctx: ShimContext) => number;
+}
+
+/** Events worth an info line; the rest are debug (and all are counted). */
+const NOTABLE = new Set<MachineEvent>(['established', 'no-support', 'update-accepted', 'context-confusion', 'context-removed', 'rejected-locators', 'rejected-replay', 'error-received']);
+
+export class ControlPlane {
+  readonly machine: ContextMachine;
+  readonly counters = new Map<MachineEvent, number>();
+  readonly sendErrors = { count: 0 };
+  private readonly sender = new Shim6Sender();
+  private readonly addresses: LocalAddressMonitor;
+  private readonly timer: DeadlineTimer;
+
+  constructor(private readonly o: ControlPlaneOptions) {
+    const identities = o.identities.map((dir) => LocalIdentity.load(dir));
+    const security = new HostLocatorSecurity(identities);
+    for (const id of identities) o.log.info('identity loaded', { kind: id.kind, ulids: id.securedUlids().join(',') });
+    this.addresses = new LocalAddressMonitor();
+    this.machine = new ContextMachine(
+      o.table,
+      security,
+      {
+        send: (message, from, to) => {
+          try {
+            this.sender.send(encodeControlMessage(message), from, to);
+          } catch (e) {
+            this.sendErrors.count++;
+            o.log.warn('cannot send a control message', { type: message.type, from, to, error: e instanceof Error ? e.message : String(e) });
+          }
+        },
+        established: (ctx) => {
+          o.log.info('context established', { id: ctx.id, ulids: `${ctx.localUlid.text} → ${ctx.peerUlid.text}`, pair: `${ctx.current.local.text} → ${ctx.current.peer.text}`, peerLocators: ctx.peerLocators.map((l) => `${l.text}[${l.verification}]`).join(',') });
+          // A context rebuilt by I2bis starts on the pair the recovery used, which is not always the ULIDs.
+          if (isShimmed(ctx)) void o.addShimmedPair(ctx.localUlid.text, ctx.peerUlid.text).catch((e: unknown) => o.log.warn('could not add the rule of an established context', { id: ctx.id, error: String(e) }));
+        },
+        peerLocatorsChanged: (ctx, currentPairBroken) => {
+          o.log.info('peer locators changed', { id: ctx.id, locators: ctx.peerLocators.map((l) => l.text).join(','), currentPairBroken });
+          // Until reapd explores, a context whose pair lost its peer locator goes back to its ULIDs.
+          if (currentPairBroken && isShimmed(ctx)) void o.control.returnToUlids(ctx.id).catch((e: unknown) => o.log.warn('could not move the context back to its ULIDs', { id: ctx.id, error: String(e) }));
+        },
+        removed: (ctx, reason) => {
+          if (isShimmed(ctx)) void o.removeShimmedPair(ctx.localUlid.text, ctx.peerUlid.text).catch((e: unknown) => o.log.warn('could not remove the rule of a removed context', { id: ctx.id, error: String(e) }));
+          o.log.info('context removed', { id: ctx.id, reason });
+        },
+        event: (event, detail) => {
+          this.counters.set(event, (this.counters.get(event) ?? 0) + 1);
+          o.log[NOTABLE.has(event) ? 'info' : 'debug'](`control: ${event}`, detail);
+        },
+      },
+      {
+        now: Date.now,
+        random32: () => randomBytes(4).readUInt32BE(0),
+        timers: o.timers,
+        localLocators: () => this.addresses.addresses().map((a) => a.address),
+        lastActivity: o.lastActivity,
+      },
+    );
+    this.timer = new DeadlineTimer(
+      () => this.machine.nextDeadline(),
+      () => this.machine.tick(),
+    );
+    let pending: NodeJS.Timeout | undefined;
+    const changed = (what: string) => (a: { address: string }) => {
+      o.log.info(`local locator ${what}`, { address: a.address });
+      // A burst of changes (an interface coming up) makes one round of Update Requests.
+      if (pending) clearTimeout(pending);
+      pending = setTimeout(() => {
+        pending = undefined;
+        this.input(() => this.machine.localLocatorsChanged());
+      }, 200);
+    };
+    this.addresses.on('added', changed('added'));
+    this.addresses.on('removed', changed('removed'));
+    this.addresses.on('error', (e: Error) => o.log.warn('rtnetlink', { error: e.message }));
+  }
+
+  async start(): Promise<void> {
+    await this.addresses.ready;
+    this.o.log.info('local locators', { addresses: this.addresses.addresses().map((a) => a.address).join(',') });
+    this.timer.reschedule();
+  }
+
+  async stop(): Promise<void> {
+    this.timer.stop();
+    this.sender.close();
+    await this.addresses.close();
+  }
+
+  /** Runs one input into the machine, then re-arms the timer. */
+  private input<T>(fn: () => T): T {
+    try {
+      return fn();
+    } finally {
+      this.timer.reschedule();
+    }
+  }
+
+  receive(packet: Buffer): void {
+    this.input(() => this.machine.receive(packet));
+  }
+
+  unknownContextTag(tag: number, packet: Buffer): void {
+    this.input(() => this.machine.unknownContextTag(tag, formatIPv6(packet.subarray(24, 40)), formatIPv6(packet.subarray(8, 24))));
+  }
+
+  startContext(localUlid: string, peerUlid: string): ShimContext | undefined {
+    return this.input(() => this.machine.start(localUlid, peerUlid));
+  }
+
+  sendUpdate(id: number): boolean {
+    return this.input(() => this.machine.sendUpdate(id));
+  }
+
+  remove(id: number, reason: string): ShimContext | undefined {
+    return this.input(() => this.machine.remove(id, reason));
+  }
+
+  inHoldDown(peerUlid: string): boolean {
+    return this.machine.inHoldDown(peerUlid);
+  }
+
+  localLocators(): string[] {
+    return this.addresses.addresses().map((a) => a.address);
+  }
+}
