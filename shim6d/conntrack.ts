@@ -6,17 +6,23 @@
  * libnetfilter_conntrack.h, 1.0.x) and from linux/netfilter/nfnetlink_compat.h.
  *
  * Two netlink handles:
- * - the event handle (subscribed to NEW, UPDATE and DESTROY) runs `nfct_catch` through
- *   koffi's `.async`, on a libuv worker thread, so the main thread never blocks. Its
- *   callback is a registered koffi callback: called from the worker, it is queued to the
- *   main thread (the worker waits until it returns, so the `nf_conntrack` object it is
- *   given stays valid while it is read). The callback only parses the entry into a plain
- *   object; events are emitted from a setImmediate afterwards, outside the native frame,
- *   so a listener's exception is an ordinary exception and never unwinds through C.
- *   The socket has SO_RCVTIMEO set (receiveSliceMs): `nfct_catch` returns every slice
- *   with EAGAIN, and the loop starts it again unless the monitor is closing, so close()
- *   never has to interrupt a thread blocked in recv() and the worker is free again within
- *   one slice.
+ * - the event handle, subscribed to NEW, UPDATE and DESTROY. A libuv worker thread waits
+ *   for it to become readable: libc poll() called through koffi's `.async`, for at most
+ *   receiveSliceMs at a time. When it is readable, `nfct_catch` runs on the main thread on
+ *   the (non-blocking) socket and handles exactly the events already queued: it never
+ *   waits, and the callbacks run on the main thread directly. The callback only parses each
+ *   entry into a plain object; events are emitted from a setImmediate afterwards, outside
+ *   the native frame, so a listener's exception is an ordinary exception and never unwinds
+ *   through C. A batch stops after eventBatch events (NFCT_CB_STOP) and the rest follows
+ *   on the next turn of the event loop, so an event storm cannot starve the main thread.
+ *
+ *   Why not `nfct_catch.async` on the worker, with the callback relayed to the main thread
+ *   by koffi (the obvious design, and the first one tried): koffi's worker then waits, in
+ *   native code, for the main thread to run the JS callback. If the process exits
+ *   (process.exit(), an uncaught exception) while an event is being relayed, Node's exit
+ *   path joins the worker threads without running JS again and the process hangs for
+ *   ever; on a host with steady conntrack traffic that is likely. With poll() on the
+ *   worker nothing is ever relayed, and an exit waits for at most one slice.
  * - the dump handle (no subscriptions) serves `nfct_query(NFCT_Q_DUMP, AF_INET6)`:
  *   synchronously, on the main thread, at start() and on every poll(). The kernel filters
  *   the dump by family. Its cost grows with the number of IPv6 flows in the table (a few

@@ -121,7 +121,7 @@ describe('shim6d, the program', function () {
 
     it('answers malformed or impossible console commands with one error line and keeps serving', async () => {
       const replies = await Promise.all(
-        ['bogus', 'shim', 'shim 99 2001:db8:a2::a 2001:db8:b2::b', `shim 1 ${bed().a.locators[1]} 2001:db8:ff::1`, 'deshim 0', 'delete ::1 ::2', `context ${bed().a.locators[0]} ${bed().b.locators[0]}`, '\u0001\u0002'].map((c) => daemon().console(c)),
+        ['bogus', 'shim', 'shim 99 2001:db8:a2::a 2001:db8:b2::b', `shim 1 ${bed().a.locators[1]} 2001:db8:ff::1`, 'deshim 0', 'delete ::1 ::2', `context 2001:db8:ff::1 ${bed().b.locators[0]}`, '\u0001\u0002'].map((c) => daemon().console(c)),
       );
       for (const r of replies) assert.match(r, /^error: /, r);
       assert.match(replies[2] ?? '', /no context 99/);

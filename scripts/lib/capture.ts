@@ -11,6 +11,9 @@ import type { ChildProcess } from 'node:child_process';
 import type { Host, Testbed } from './testbed';
 import { waitFor } from './wait';
 
+/** Add to a capture filter so that primed() can see its datagrams: `(${filter}) or ${PRIME_FILTER}`. */
+export const PRIME_FILTER = '(udp and dst port 9)';
+
 export class Capture {
   private stderr = '';
   private exited = false;
@@ -42,6 +45,23 @@ export class Capture {
       { what: `tshark to capture on ${host}/${iface}`, timeoutMs: 20_000, intervalMs: 20 },
     );
     return c;
+  }
+
+  /**
+   * Waits until the capture really records: tshark says "Capturing on" a moment before its
+   * filter is in place. Sends a UDP datagram to port 9 (discard) from `from` in `host` to
+   * `target`, over the captured interface, until one shows up in the file; the capture filter
+   * must let it through (see PRIME_FILTER), and readers should skip it (udp.dstport == 9).
+   */
+  async primed(tb: Testbed, host: Host, from: string, target: string): Promise<void> {
+    await waitFor(
+      async () => {
+        await tb.udpSend(host, from, target, 9, ['capture-prime']);
+        const rows = await this.fields(['udp.dstport'], 'udp.dstport == 9').catch(() => []);
+        return rows.length > 0;
+      },
+      { what: 'the capture to record a priming datagram', timeoutMs: 20_000, intervalMs: 200 },
+    );
   }
 
   /** Stops the capture (SIGINT, so the file is complete). */

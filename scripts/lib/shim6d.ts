@@ -11,6 +11,7 @@
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readdirSync, rmSync, statSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { formatIPv6, parseIPv6 } from '../../protocol/address';
 import type { Host, Testbed } from './testbed';
 import { waitFor } from './wait';
 
@@ -213,4 +214,34 @@ export function testbedContexts(tb: Testbed, tags: { a: number; b: number } = { 
     a: { id: 1, localUlid: a1, peerUlid: b1, localContextTag: tags.a, peerContextTag: tags.b, localLocators: [a1, a2], peerLocators: [b1, b2] },
     b: { id: 1, localUlid: b1, peerUlid: a1, localContextTag: tags.b, peerContextTag: tags.a, localLocators: [b1, b2], peerLocators: [a1, a2] },
   };
+}
+
+export interface HbaIdentity {
+  /** The directory `shim6-cga generate` wrote (give it to shim6d as `shim6d.identities`). */
+  dir: string;
+  ulid: string;
+  /** One HBA address per path: [path 1, path 2]. */
+  locators: [string, string];
+}
+
+/**
+ * An HBA set for host `host` over its two path prefixes, made by the real `shim6-cga generate`
+ * (Sec 0), with its addresses added to the host's interfaces: the way an operator secures a
+ * multihomed host's locators (RFC 5535).
+ */
+export async function hbaIdentity(tb: Testbed, host: 'a' | 'b', dir: string): Promise<HbaIdentity> {
+  const info = tb[host];
+  const prefixes = info.locators.map((l) => {
+    const octets = Buffer.alloc(16);
+    parseIPv6(l)?.copy(octets, 0, 0, 8);
+    return `${formatIPv6(octets)}/64`;
+  });
+  const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'shim6-cga'), 'generate', ...prefixes.flatMap((p) => ['--prefix', p]), '--sec', '0', '--force', '--out', dir], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`shim6-cga generate failed: ${r.stderr}`);
+  const doc = JSON.parse(readFileSync(join(dir, 'shim6-cga.json'), 'utf8')) as { ulid: string; locators: string[] };
+  const [l1, l2] = doc.locators;
+  if (l1 === undefined || l2 === undefined) throw new Error(`shim6-cga generate gave ${doc.locators.length} locators`);
+  await tb.exec(host, ['ip', '-6', 'addr', 'add', `${l1}/64`, 'dev', info.interfaces[0] as string, 'nodad']);
+  await tb.exec(host, ['ip', '-6', 'addr', 'add', `${l2}/64`, 'dev', info.interfaces[1] as string, 'nodad']);
+  return { dir, ulid: doc.ulid, locators: [l1, l2] };
 }
