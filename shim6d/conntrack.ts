@@ -90,8 +90,13 @@ const ATTR_GRP_ORIG_IPV6 = 2;
 
 const SOL_SOCKET = 1;
 const SO_RCVBUF = 8;
-const SO_RCVTIMEO = 20; // struct timeval { long tv_sec; long tv_usec; } (64-bit Linux)
 const SO_RCVBUFFORCE = 33;
+const F_GETFL = 3;
+const F_SETFL = 4;
+const O_NONBLOCK = 0o4000;
+/** struct pollfd { int fd; short events; short revents; } */
+const POLLFD_SIZE = 8;
+const POLLIN = 0x1;
 
 const EAGAIN = osConstants.errno.EAGAIN;
 const ENOBUFS = osConstants.errno.ENOBUFS;
@@ -108,7 +113,7 @@ export class ConntrackError extends Error {
   /** The errno's name (EPERM, ENOENT, ...), or 'E?' if unknown. */
   readonly code: string;
   constructor(
-    /** What failed: dlopen, nfct_open, nfct_query, nfct_catch, setsockopt, sysctl. */
+    /** What failed: dlopen, nfct_open, nfct_query, nfct_catch, poll, fcntl, sysctl. */
     readonly call: string,
     readonly errno: number,
     detail = '',
@@ -165,8 +170,10 @@ export interface ConntrackMonitorOptions {
   enableAccounting?: boolean;
   /** Write 1 to nf_conntrack_timestamp if it is not (default true; gives firstSeenAt). Failure is not fatal. */
   enableTimestamps?: boolean;
-  /** Longest a single nfct_catch call blocks its worker (default 250 ms): bounds how long close() takes. */
+  /** Longest a single wait for events occupies its worker thread (default 250 ms): bounds how long close() and process exit take. */
   receiveSliceMs?: number;
+  /** Events handled per turn of the event loop at most (default 1000). */
+  eventBatch?: number;
   /** Kernel receive buffer of the event socket, octets (default 4 MiB): room for bursts of events. */
   receiveBufferBytes?: number;
   /** Directory of the netfilter sysctls (default /proc/sys/net/netfilter); tests only. */
@@ -187,7 +194,7 @@ export interface ConntrackStats {
   malformed: number;
   /** Times the event socket overflowed (ENOBUFS): events were lost; poll() still sees the flows. */
   overruns: number;
-  /** Unexpected nfct_catch failures (the loop retries after a second). */
+  /** Unexpected failures of poll() or nfct_catch on the event socket (the loop retries after a second). */
   catchErrors: number;
   /** nf_conntrack_timestamp could not be enabled (firstSeenAt is then missing). */
   timestampsUnavailable: boolean;
@@ -200,7 +207,7 @@ interface Lib {
   nfct_callback_register: (h: bigint, type: number, cb: bigint, data: null) => number;
   nfct_callback_unregister: (h: bigint) => void;
   nfct_query: (h: bigint, query: number, data: Buffer) => number;
-  nfct_catch: ((h: bigint) => number) & { async: (h: bigint, done: (err: unknown, result: number) => void) => void };
+  nfct_catch: (h: bigint) => number;
   nfct_get_attr_u8: (ct: bigint, attr: number) => number;
   nfct_get_attr_u16: (ct: bigint, attr: number) => number;
   nfct_get_attr_u32: (ct: bigint, attr: number) => number;
@@ -208,6 +215,9 @@ interface Lib {
   nfct_attr_is_set: (ct: bigint, attr: number) => number;
   nfct_get_attr_grp: (ct: bigint, grp: number, out: Buffer) => number;
   setsockopt: (fd: number, level: number, name: number, value: Buffer, length: number) => number;
+  /** fcntl(fd, cmd, int arg) (variadic: the argument's type is passed before it). */
+  fcntl: (fd: number, cmd: number, ...arg: [] | ['int', number]) => number;
+  poll: { async: (fds: Buffer, count: number, timeoutMs: number, done: (err: unknown, result: number) => void) => void };
   callbackType: TypeObject;
 }
 
@@ -242,6 +252,8 @@ function loadLibrary(path: string): Lib {
     nfct_attr_is_set: lib.func('int nfct_attr_is_set(const void *ct, int attr)') as Lib['nfct_attr_is_set'],
     nfct_get_attr_grp: lib.func('int nfct_get_attr_grp(const void *ct, int grp, uint8_t *out)') as Lib['nfct_get_attr_grp'],
     setsockopt: libc.func('int setsockopt(int fd, int level, int name, const void *value, uint32_t length)') as Lib['setsockopt'],
+    fcntl: libc.func('int fcntl(int fd, int cmd, ...)') as Lib['fcntl'],
+    poll: libc.func('int poll(_Inout_ uint8_t *fds, unsigned long count, int timeout)') as unknown as Lib['poll'],
     callbackType,
   };
   libraries.set(path, fns);
@@ -294,7 +306,11 @@ export class ConntrackMonitor extends EventEmitter<{ event: [ConntrackEvent]; er
   private dumpSink: FlowSample[] | undefined;
   private readonly pending: ConntrackEvent[] = [];
   private flushScheduled = false;
-  private catching = false;
+  /** A poll() for the event socket is running on a worker thread. */
+  private waiting = false;
+  /** Events handled in the current nfct_catch batch. */
+  private batchCount = 0;
+  private readonly pollFd = Buffer.alloc(POLLFD_SIZE);
   private retryTimer: NodeJS.Timeout | undefined;
   private state: 'idle' | 'running' | 'closing' | 'closed' = 'idle';
   private closed: Promise<void> | undefined;
@@ -321,9 +337,11 @@ export class ConntrackMonitor extends EventEmitter<{ event: [ConntrackEvent]; er
       enableAccounting: options.enableAccounting ?? true,
       enableTimestamps: options.enableTimestamps ?? true,
       receiveSliceMs: options.receiveSliceMs ?? 250,
+      eventBatch: options.eventBatch ?? 1000,
       receiveBufferBytes: options.receiveBufferBytes ?? 4 * 1024 * 1024,
       sysctlDir: options.sysctlDir ?? SYSCTL_DIR,
     };
+    if (!(Number.isInteger(this.options.eventBatch) && this.options.eventBatch >= 1)) throw new RangeError(`eventBatch must be a positive integer, not ${this.options.eventBatch}`);
     if (!(this.options.receiveSliceMs >= 1 && this.options.receiveSliceMs <= 60_000)) {
       throw new RangeError(`receiveSliceMs must be 1..60000, not ${this.options.receiveSliceMs}`);
     }
@@ -376,7 +394,7 @@ export class ConntrackMonitor extends EventEmitter<{ event: [ConntrackEvent]; er
       throw e;
     }
     this.state = 'running';
-    if (this.eventHandle !== undefined) this.catchLoop();
+    if (this.eventHandle !== undefined) this.waitForEvents();
   }
 
   /**
@@ -398,7 +416,7 @@ export class ConntrackMonitor extends EventEmitter<{ event: [ConntrackEvent]; er
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
     this.state = 'closing';
-    if (!this.catching) this.finishClose();
+    if (!this.waiting) this.finishClose();
     return this.closed;
   }
 
@@ -432,13 +450,11 @@ export class ConntrackMonitor extends EventEmitter<{ event: [ConntrackEvent]; er
   private configureEventSocket(h: bigint): void {
     const lib = this.lib as Lib;
     const fd = lib.nfct_fd(h);
-    const tv = Buffer.alloc(16);
-    const ms = this.options.receiveSliceMs;
-    tv.writeBigInt64LE(BigInt(Math.floor(ms / 1000)), 0);
-    tv.writeBigInt64LE(BigInt((ms % 1000) * 1000), 8);
-    if (lib.setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, tv, tv.length) < 0) {
-      throw new ConntrackError('setsockopt', koffi.errno(), 'SO_RCVTIMEO on the event socket');
+    const flags = lib.fcntl(fd, F_GETFL);
+    if (flags < 0 || lib.fcntl(fd, F_SETFL, 'int', flags | O_NONBLOCK) < 0) {
+      throw new ConntrackError('fcntl', koffi.errno(), 'O_NONBLOCK on the event socket');
     }
+    this.pollFd.writeInt32LE(fd, 0);
     const size = Buffer.alloc(4);
     size.writeInt32LE(Math.min(this.options.receiveBufferBytes, 0x3fffffff));
     // FORCE passes net.core.rmem_max (root); plain SO_RCVBUF is capped by it. Not fatal.
@@ -466,40 +482,64 @@ export class ConntrackMonitor extends EventEmitter<{ event: [ConntrackEvent]; er
     return out;
   }
 
-  /** One run of nfct_catch on a worker thread; restarts itself until closing. */
-  private catchLoop(): void {
+  /** Waits (on a worker thread, one slice at most) for the event socket to be readable. */
+  private waitForEvents(): void {
     const lib = this.lib as Lib;
-    const h = this.eventHandle as bigint;
-    this.catching = true;
-    lib.nfct_catch.async(h, (err, rc) => {
+    this.pollFd.writeInt16LE(POLLIN, 4);
+    this.pollFd.writeInt16LE(0, 6);
+    this.waiting = true;
+    lib.poll.async(this.pollFd, 1, this.options.receiveSliceMs, (err, rc) => {
       const errno = koffi.errno();
-      this.catching = false;
+      this.waiting = false;
       if (this.state !== 'running') {
         this.finishClose();
         return;
       }
-      if (err === null || err === undefined) {
-        if (rc >= 0 || errno === EAGAIN || errno === osConstants.errno.EWOULDBLOCK) {
-          this.catchLoop();
-          return;
-        }
-        if (errno === ENOBUFS) {
-          this.counters.overruns++;
-          this.catchLoop();
-          return;
-        }
+      if (err || (rc < 0 && errno !== osConstants.errno.EINTR)) {
+        this.failed('poll', errno, err);
+        return;
       }
-      this.counters.catchErrors++;
-      const failure = new ConntrackError('nfct_catch', errno, err ? String(err) : '');
-      if (this.listenerCount('error') > 0) this.emit('error', failure);
-      this.retryTimer = setTimeout(() => {
-        this.retryTimer = undefined;
-        if (this.state === 'running') this.catchLoop();
-      }, 1000);
+      if (rc > 0) this.catchEvents();
+      else this.waitForEvents();
     });
   }
 
-  /** Registered callback of the event handle (runs on the main thread). Never throws. */
+  /** Handles the events already queued on the (non-blocking) event socket, on the main thread. */
+  private catchEvents(): void {
+    if (this.state !== 'running') return;
+    const lib = this.lib as Lib;
+    this.batchCount = 0;
+    const rc = lib.nfct_catch(this.eventHandle as bigint);
+    const errno = koffi.errno();
+    if (rc >= 0 && this.batchCount >= this.options.eventBatch) {
+      // Stopped by the batch limit: more may be queued; let the event loop breathe first.
+      setImmediate(() => this.catchEvents());
+      return;
+    }
+    if (rc < 0 && errno === ENOBUFS) {
+      // The kernel dropped events; the socket is readable again at once.
+      this.counters.overruns++;
+      setImmediate(() => this.catchEvents());
+      return;
+    }
+    if (rc < 0 && errno !== EAGAIN && errno !== osConstants.errno.EWOULDBLOCK && errno !== osConstants.errno.EINTR) {
+      this.failed('nfct_catch', errno, undefined);
+      return;
+    }
+    this.waitForEvents();
+  }
+
+  private failed(call: string, errno: number, err: unknown): void {
+    this.counters.catchErrors++;
+    const failure = new ConntrackError(call, errno, err ? String(err) : 'event socket');
+    if (this.listenerCount('error') > 0) this.emit('error', failure);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      if (this.state === 'running') this.waitForEvents();
+    }, 1000);
+  }
+
+  /** Registered callback of the event handle (runs on the main thread, inside nfct_catch). Never throws. */
   private onEvent(type: number, ct: bigint | null): number {
     try {
       if (this.state !== 'running') return NFCT_CB_STOP;
@@ -511,7 +551,8 @@ export class ConntrackMonitor extends EventEmitter<{ event: [ConntrackEvent]; er
     } catch {
       this.counters.malformed++;
     }
-    return NFCT_CB_CONTINUE;
+    // One event per netlink message: stopping here loses nothing; the rest stays queued.
+    return ++this.batchCount >= this.options.eventBatch ? NFCT_CB_STOP : NFCT_CB_CONTINUE;
   }
 
   /** Registered callback of the dump handle (runs on the main thread, inside nfct_query). Never throws. */

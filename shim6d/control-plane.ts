@@ -12,6 +12,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { encodeControlMessage } from '../protocol/control-message';
+import { IPPROTO_SHIM6 } from '../protocol/constants';
 import { formatIPv6 } from '../protocol/address';
 import { Shim6Sender } from '../protocol/shim6-socket';
 import type { Logger } from '../common/logger';
@@ -22,6 +23,15 @@ import { HostLocatorSecurity, LocalIdentity } from './locator-security';
 import { LocalAddressMonitor } from './local-addresses';
 import type { ShimControl } from './shim-control';
 import { DeadlineTimer } from './timers';
+import { ConntrackMonitor } from './conntrack';
+import { ContextHeuristic } from './heuristic';
+
+export interface HeuristicConfig {
+  enabled: boolean;
+  packets: number;
+  activeSeconds: number;
+  pollMs: number;
+}
 
 export interface ControlPlaneOptions {
   table: ContextTable;
@@ -33,8 +43,9 @@ export interface ControlPlaneOptions {
   identities: readonly string[];
   timers: Partial<MachineTimers>;
   log: Logger;
-  /** Last time the data plane or conntrack saw a context's traffic (ms). */
+  /** Last time the data plane saw a context's traffic (ms); conntrack's view is added here. */
   lastActivity: (ctx: ShimContext) => number;
+  heuristic: HeuristicConfig;
 }
 
 /** Events worth an info line; the rest are debug (and all are counted). */
@@ -47,6 +58,9 @@ export class ControlPlane {
   private readonly sender = new Shim6Sender();
   private readonly addresses: LocalAddressMonitor;
   private readonly timer: DeadlineTimer;
+  private conntrack: ConntrackMonitor | undefined;
+  private heuristic: ContextHeuristic | undefined;
+  private poller: NodeJS.Timeout | undefined;
 
   constructor(private readonly o: ControlPlaneOptions) {
     const identities = o.identities.map((dir) => LocalIdentity.load(dir));
@@ -89,7 +103,7 @@ export class ControlPlane {
         random32: () => randomBytes(4).readUInt32BE(0),
         timers: o.timers,
         localLocators: () => this.addresses.addresses().map((a) => a.address),
-        lastActivity: o.lastActivity,
+        lastActivity: (ctx) => Math.max(o.lastActivity(ctx), this.heuristic?.pair({ local: ctx.localUlid.text, peer: ctx.peerUlid.text })?.lastSeen ?? 0),
       },
     );
     this.timer = new DeadlineTimer(
@@ -114,11 +128,60 @@ export class ControlPlane {
   async start(): Promise<void> {
     await this.addresses.ready;
     this.o.log.info('local locators', { addresses: this.addresses.addresses().map((a) => a.address).join(',') });
+    if (this.o.heuristic.enabled) this.startHeuristic();
     this.timer.reschedule();
+  }
+
+  /**
+   * The conntrack heuristic: every pollMs, conntrack's per-flow counters go into the
+   * heuristic, and each ULID pair that passes the threshold gets a context (I1), unless it
+   * has one, its peer is in hold-down, or an address is link-local, loopback or multicast.
+   */
+  private startHeuristic(): void {
+    const h = this.o.heuristic;
+    const locals = (): Set<string> => new Set(this.localLocators());
+    this.heuristic = new ContextHeuristic({
+      packetThreshold: h.packets,
+      activeSeconds: h.activeSeconds,
+      holdDownCheck: (peer) => this.machine.inHoldDown(peer),
+      hasContext: (local, peer) => this.o.table.all().some((c) => c.localUlid.text === local && c.peerUlid.text === peer),
+      isLocal: (address) => locals().has(address),
+    });
+    this.conntrack = new ConntrackMonitor();
+    this.conntrack.on('error', (e: Error) => this.o.log.warn('conntrack', { error: e.message }));
+    // Shim6's own messages (protocol 140: our raw sockets' I1s, R1s, probes) are conntrack
+    // flows too; they must not make a context ask for another one.
+    this.conntrack.on('event', (e) => {
+      if (e.protocol !== IPPROTO_SHIM6) this.consider(this.heuristic?.observe(e) ?? []);
+    });
+    this.conntrack.start();
+    this.poller = setInterval(() => {
+      try {
+        const heuristic = this.heuristic;
+        const conntrack = this.conntrack;
+        if (!heuristic || !conntrack) return;
+        for (const sample of conntrack.poll()) if (sample.protocol !== IPPROTO_SHIM6) this.consider(heuristic.observe(sample));
+        this.consider(heuristic.check());
+        heuristic.sweep();
+      } catch (e) {
+        this.o.log.warn('conntrack poll failed', { error: e instanceof Error ? e.message : String(e) });
+      }
+    }, h.pollMs);
+    this.poller.unref();
+    this.o.log.info('conntrack heuristic running', { packets: h.packets, activeSeconds: h.activeSeconds, pollMs: h.pollMs });
+  }
+
+  private consider(candidates: ReadonlyArray<{ local: string; peer: string; reason: string; packets: number }>): void {
+    for (const c of candidates) {
+      const ctx = this.startContext(c.local, c.peer);
+      if (ctx) this.o.log.info('heuristic: the pair deserves a context', { id: ctx.id, local: c.local, peer: c.peer, reason: c.reason, packets: c.packets });
+    }
   }
 
   async stop(): Promise<void> {
     this.timer.stop();
+    if (this.poller) clearInterval(this.poller);
+    await this.conntrack?.close();
     this.sender.close();
     await this.addresses.close();
   }

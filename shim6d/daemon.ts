@@ -136,6 +136,7 @@ export class Shim6Daemon {
         timers: c.control,
         log: this.log,
         lastActivity: (ctx) => Math.max(ctx.counters.lastShimmedAt, ctx.counters.lastDeshimmedAt),
+        heuristic: c.heuristic,
       });
       await this.controlPlane.start();
       if (c.console.enabled) {

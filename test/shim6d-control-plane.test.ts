@@ -12,6 +12,7 @@ import { encodeControlMessage } from '../protocol/control-message';
 import { Capture, PRIME_FILTER } from '../scripts/lib/capture';
 import { hbaIdentity, Shim6dProcess, type DumpJson, type HbaIdentity } from '../scripts/lib/shim6d';
 import { Testbed } from '../scripts/lib/testbed';
+import { tcpTransfer } from '../scripts/lib/traffic';
 import { waitFor } from '../scripts/lib/wait';
 
 const ROOT = join(__dirname, '..');
@@ -159,16 +160,30 @@ describe('shim6d context exchange (testbed, real daemons)', function () {
     }
   });
 
+  it('the conntrack heuristic: a TCP transfer between two ULIDs gets a context after 50 packets, without a command', async () => {
+    const [la, lb] = [loc('a', 1), loc('b', 1)];
+    const has = async (d: Shim6dProcess | undefined, local: string, peer: string): Promise<boolean> =>
+      (await dump(d)).contexts.some((c) => c.localUlid === local && c.peerUlid === peer && c.state === 'ESTABLISHED');
+    assert.equal(await has(a, la, lb), false);
+    const t = await tcpTransfer(bed(), 'a', la, 'b', lb, 2 * 1024 * 1024);
+    assert.equal(t.receivedSha256, t.sentSha256);
+    await waitFor(async () => (await has(a, la, lb)) && (await has(b, lb, la)), { what: 'both ends to establish the pair the heuristic picked', timeoutMs: 15_000, intervalMs: 200 });
+    // Either end's heuristic may fire first (both see the flow); the other end answers.
+    assert.match(a!.log() + b!.log(), /heuristic: the pair deserves a context/);
+  });
+
   it('a peer without shim6d: the context ends NO-SUPPORT and plain traffic is untouched', async () => {
     await b!.stop();
     b!.cleanup();
     b = undefined;
-    const server = await bed().udpServer('b', [loc('b', 1)], { echo: true });
+    // The testbed's own addresses (not in the HBA sets): a pair no context has.
+    const [pa, pb] = [bed().a.locators[1] as string, bed().b.locators[1] as string];
+    const server = await bed().udpServer('b', [pb], { echo: true });
     try {
-      assert.match(await a!.console(`context ${loc('a', 1)} ${loc('b', 1)}`), /I1 sent/);
-      await waitFor(async () => (await dump(a)).contexts.some((c) => c.peerUlid === loc('b', 1) && c.state === 'NO-SUPPORT'), { what: 'A to give up on B', timeoutMs: 10_000, intervalMs: 100 });
-      assert.match(await a!.console(`context ${loc('a', 1)} ${loc('b', 1)}`), /^error: /, 'no new try during the hold-down');
-      assert.ok(await bed().udpRoundTrip('a', loc('a', 1), loc('b', 1), server.port, { timeoutMs: 3000 }), 'plain unicast still works');
+      assert.match(await a!.console(`context ${pa} ${pb}`), /I1 sent/);
+      await waitFor(async () => (await dump(a)).contexts.some((c) => c.peerUlid === pb && c.state === 'NO-SUPPORT'), { what: 'A to give up on B', timeoutMs: 10_000, intervalMs: 100 });
+      assert.match(await a!.console(`context ${pa} ${pb}`), /^error: /, 'no new try during the hold-down');
+      assert.ok(await bed().udpRoundTrip('a', pa, pb, server.port, { timeoutMs: 3000 }), 'plain unicast still works');
     } finally {
       await server.close();
     }
