@@ -83,6 +83,21 @@ describe('config', function () {
         ipcSocket: '/run/shim6/ipc.sock',
         shim6d: {
           pidFile: '/run/shim6/shim6d.pid',
+          identities: [],
+          control: {
+            i1TimeoutMs: 4000,
+            i1Retries: 4,
+            i2TimeoutMs: 4000,
+            i2Retries: 2,
+            noR1HoldDownMs: 60000,
+            icmpHoldDownMs: 600000,
+            updateTimeoutMs: 4000,
+            maxUpdateTimeoutMs: 120000,
+            validatorRotationMs: 30000,
+            idleTeardownMs: 600000,
+            errorsPerSecond: 10,
+          },
+          heuristic: { enabled: true, packets: 50, activeSeconds: 10, pollMs: 1000 },
           log: { level: 'info', stderr: true },
           console: { enabled: true, port: 19384, addresses: ['127.0.0.1', '::1'] },
           netfilter: { outChain: 'SHIM6-OUT', inChain: 'SHIM6-IN', pairSet: 'shim6-pairs', outQueue: 141, inQueue: 140, pairMatch: 'auto', maxPairs: 65536 },
@@ -142,7 +157,7 @@ describe('config', function () {
     });
 
     it('refuses unknown keys at every level, listing the known ones', () => {
-      rejects({ shim6d: { consol: {} } }, 'shim6d.consol', "config key 'shim6d.consol': unknown key (expected one of: pidFile, log, console, netfilter, dataPlane, contexts)");
+      rejects({ shim6d: { consol: {} } }, 'shim6d.consol', "config key 'shim6d.consol': unknown key (expected one of: pidFile, identities, control, heuristic, log, console, netfilter, dataPlane, contexts)");
       rejects({ shim6d: { log: { lvl: 'debug' } } }, 'shim6d.log.lvl', /unknown key \(expected one of: level, file, stderr\)$/);
       rejects({ runDirectory: '/x' }, 'runDirectory', /expected one of: runDir, ipcSocket, shim6d, reapd/);
       rejects(withContexts({ ...CTX, tag: 3 }), 'shim6d.contexts[0].tag');
