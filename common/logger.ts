@@ -8,8 +8,8 @@
  * characters in the message are escaped, so one record is always one line whatever a peer
  * put into it. Records go to stderr and/or appended to a file.
  */
-import { chmodSync, closeSync, fchmodSync, mkdirSync, openSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { closeSync, fchmodSync, openSync } from 'node:fs';
+import { makeParentDir } from './fs';
 import winston from 'winston';
 
 /** Levels from most to least severe; a logger at level L writes L and everything before it. */
@@ -127,16 +127,6 @@ const lineFormat = winston.format.printf((info: Info) =>
   formatLine(new Date(), info.level as LogLevel, info[COMPONENT] ?? '', String(info.message), info[META]),
 );
 
-/** mkdir -p with mode `mode` on every directory it creates (whatever the umask). */
-function makeParentDir(path: string, mode: number): void {
-  const dir = dirname(path);
-  const first = mkdirSync(dir, { recursive: true, mode });
-  if (first === undefined) return;
-  for (let d = dir; ; d = dirname(d)) {
-    chmodSync(d, mode);
-    if (d === first || d === dirname(d)) break;
-  }
-}
 
 /** Creates the log file (mode 0644 whatever the umask) if it is missing; throws if it cannot be opened for appending. */
 function createLogFile(path: string): void {

@@ -11,8 +11,8 @@
  * same instant could both start: the window is the few microseconds between reading the stale
  * pid and the exclusive create, and the init script starts each daemon once.
  */
-import { chmodSync, closeSync, fchmodSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { closeSync, fchmodSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { makeParentDir } from './fs';
 
 /** The PID file names a live process other than this one. */
 export class AlreadyRunningError extends Error {
@@ -75,16 +75,6 @@ function unlinkIfPresent(path: string): void {
   }
 }
 
-/** mkdir -p with mode `mode` on every directory it creates (whatever the umask). */
-function makeParentDir(path: string, mode: number): void {
-  const dir = dirname(path);
-  const first = mkdirSync(dir, { recursive: true, mode });
-  if (first === undefined) return;
-  for (let d = dir; ; d = dirname(d)) {
-    chmodSync(d, mode);
-    if (d === first || d === dirname(d)) break;
-  }
-}
 
 /**
  * Creates the PID file `path` holding our pid (its directory too, mode 0755, if missing).

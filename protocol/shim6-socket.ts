@@ -12,6 +12,7 @@
  */
 import { EventEmitter } from 'node:events';
 import koffi from 'koffi';
+import { loadLibc } from '../common/libc';
 import * as raw from 'raw-socket';
 import { formatIPv6, parseIPv6 } from './address';
 import { IPPROTO_SHIM6 } from './constants';
@@ -21,25 +22,7 @@ const SOCK_RAW = 3;
 const SOCK_CLOEXEC = 0o2000000;
 const SOCKADDR_IN6_LENGTH = 28;
 
-interface Libc {
-  socket: (domain: number, type: number, protocol: number) => number;
-  bind: (fd: number, addr: Buffer, len: number) => number;
-  sendto: (fd: number, buf: Buffer, len: number, flags: number, addr: Buffer, addrlen: number) => number;
-  close: (fd: number) => number;
-}
 
-let libc: Libc | undefined;
-function loadLibc(): Libc {
-  if (libc) return libc;
-  const lib = koffi.load('libc.so.6');
-  libc = {
-    socket: lib.func('int socket(int, int, int)') as Libc['socket'],
-    bind: lib.func('int bind(int, const uint8_t *addr, uint32_t len)') as Libc['bind'],
-    sendto: lib.func('intptr_t sendto(int, const uint8_t *buf, size_t len, int flags, const uint8_t *addr, uint32_t addrlen)') as Libc['sendto'],
-    close: lib.func('int close(int)') as Libc['close'],
-  };
-  return libc;
-}
 
 /** An errno-carrying failure of a socket call. */
 export class Shim6SocketError extends Error {
