@@ -12,7 +12,7 @@ import { spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MAX_CONFIG_FILE_BYTES } from '../common/config';
-import { Shim6dProcess, testbedContexts } from '../scripts/lib/shim6d';
+import { CONSOLE_CLIENT, Shim6dProcess, testbedContexts } from '../scripts/lib/shim6d';
 import { Testbed, type Host } from '../scripts/lib/testbed';
 import { waitFor } from '../scripts/lib/wait';
 import { reportValues } from './harness';
@@ -86,16 +86,6 @@ const udpNote = (u: UdpResult): string => `sent ${(u.sentPerSecond / 1e3).toFixe
 
 // -- shim6d, started and asked directly ----------------------------------------------------------
 
-// One datagram to the console, one reply (exit 1 after the timeout).
-const CONSOLE_CLIENT = `
-const dgram = require('node:dgram');
-const [port, timeoutMs, command] = process.argv.slice(1);
-const s = dgram.createSocket('udp4');
-s.on('message', (m) => { process.stdout.write(m); process.exit(0); });
-s.on('error', (e) => { process.stderr.write(e.message + '\\n'); process.exit(2); });
-s.send(command, Number(port), '127.0.0.1');
-setTimeout(() => process.exit(1), Number(timeoutMs));
-`;
 
 // Asks 'stats' every intervalMs until the console answers; exits 0 then.
 const CONSOLE_WAIT = `

@@ -39,8 +39,8 @@ export function ensureBuilt(): void {
   if (r.status !== 0) throw new Error(`npm run build failed:\n${r.stdout}${r.stderr}`);
 }
 
-// One UDP datagram to the console, one reply (or exit 1 after the timeout).
-const CONSOLE_CLIENT = `
+/** A Node program: one UDP datagram to the console (argv: port, timeoutMs, command), its reply on stdout; exit 1 after the timeout. */
+export const CONSOLE_CLIENT = `
 const dgram = require('node:dgram');
 const [port, timeoutMs, command] = process.argv.slice(1);
 const s = dgram.createSocket('udp4');
