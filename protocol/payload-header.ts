@@ -110,12 +110,17 @@ export function decodePayloadHeader(buf: Uint8Array, offset = 0): PayloadHeader 
 /** Scratch position for the locate* calls (reused: JS runs each call to completion). */
 const at: HeaderPosition = { offset: 0, nextHeaderOffset: 0 };
 
-/** Locates and checks the payload header of an inbound packet, into `at`. */
-function locatePayloadHeader(packet: Uint8Array): PacketError | undefined {
-  const found = locateShim6Header(packet, at);
+/**
+ * Inbound, one walk of the chain: finds and checks the payload header, into `out` (the
+ * Receiver Context Tag is the 6 octets at out.offset + 2, readContextTag). NO_SHIM6_HEADER
+ * when there is none; WRONG_P_BIT when the Shim6 header is a control message. Follow it with
+ * stripPayloadHeaderInPlace on the same packet and position to deshim without walking again.
+ */
+export function locatePayloadHeader(packet: Uint8Array, out: HeaderPosition = at): PacketError | undefined {
+  const found = locateShim6Header(packet, out);
   if (typeof found !== 'boolean') return found;
-  if (!found) return new PacketError('NO_SHIM6_HEADER', at.offset, `no Shim6 header: the chain ends at ${at.offset} with Next Header ${packet[at.nextHeaderOffset] as number}`);
-  return payloadHeaderError(packet, at.offset, 'HEADER_OVERRUN');
+  if (!found) return new PacketError('NO_SHIM6_HEADER', out.offset, `no Shim6 header: the chain ends at ${out.offset} with Next Header ${packet[out.nextHeaderOffset] as number}`);
+  return payloadHeaderError(packet, out.offset, 'HEADER_OVERRUN');
 }
 
 /**
@@ -180,13 +185,13 @@ function restore(out: Uint8Array, nextHeaderOffset: number, nextHeader: number, 
 }
 
 /**
- * Moves the headers before the payload header that locatePayloadHeader found (in `at`) 8
+ * Moves the headers before the payload header that locatePayloadHeader found (at `pos`) 8
  * octets up over it, restores Next Header, Payload Length and the ULIDs, and returns the view
  * from octet 8: measured faster than copying two sub-ranges (each needs a view).
  */
-function stripLocatedPayloadHeader(buf: Buffer, sourceUlid: Uint8Array, destinationUlid: Uint8Array): Buffer {
-  const shim = at.offset;
-  const nextHeaderOffset = at.nextHeaderOffset;
+function stripLocatedPayloadHeader(buf: Buffer, pos: HeaderPosition, sourceUlid: Uint8Array, destinationUlid: Uint8Array): Buffer {
+  const shim = pos.offset;
+  const nextHeaderOffset = pos.nextHeaderOffset;
   const nextHeader = buf[shim] as number;
   buf.copyWithin(PAYLOAD_HEADER_LENGTH, 0, shim);
   const out = buf.subarray(PAYLOAD_HEADER_LENGTH);
@@ -207,7 +212,7 @@ export function deshimPacket(packet: Uint8Array, sourceUlid: Uint8Array, destina
   const receiverContextTag = readContextTag(packet, at.offset + 2);
   const copy = Buffer.allocUnsafe(packet.length);
   copy.set(packet, 0);
-  return { receiverContextTag, packet: stripLocatedPayloadHeader(copy, sourceUlid, destinationUlid) };
+  return { receiverContextTag, packet: stripLocatedPayloadHeader(copy, at, sourceUlid, destinationUlid) };
 }
 
 /**
@@ -221,5 +226,13 @@ export function deshimPacketInPlace(packet: Buffer, sourceUlid: Uint8Array, dest
   checkAddress(destinationUlid, 'destination ULID');
   const bad = locatePayloadHeader(packet);
   if (bad) return bad;
-  return stripLocatedPayloadHeader(packet, sourceUlid, destinationUlid);
+  return stripLocatedPayloadHeader(packet, at, sourceUlid, destinationUlid);
+}
+
+/**
+ * deshimPacketInPlace for a packet whose payload header locatePayloadHeader(packet, pos)
+ * already found: no second walk of the chain. The ULIDs must be 16 octets (our own code's).
+ */
+export function stripPayloadHeaderInPlace(packet: Buffer, pos: HeaderPosition, sourceUlid: Uint8Array, destinationUlid: Uint8Array): Buffer {
+  return stripLocatedPayloadHeader(packet, pos, sourceUlid, destinationUlid);
 }

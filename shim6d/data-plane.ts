@@ -25,8 +25,9 @@
  * effects (Packet Too Big, unknown tag, control message) go through the injected hooks.
  */
 import { IPV6_MIN_MTU } from '../protocol/constants';
-import { PacketError, walkExtensionHeaders } from '../protocol/ipv6-packet';
-import { deshimPacketInPlace, PAYLOAD_HEADER_LENGTH, peekReceiverContextTag, shimPacket } from '../protocol/payload-header';
+import { readContextTag } from '../protocol/context-tag';
+import { IPPROTO_TCP, PacketError, walkExtensionHeaders, type HeaderPosition } from '../protocol/ipv6-packet';
+import { locatePayloadHeader, PAYLOAD_HEADER_LENGTH, shimPacket, stripPayloadHeaderInPlace } from '../protocol/payload-header';
 import { isShimmed, zeroDrops, type DropCounters, type DropReason, type ShimContext } from './context';
 import type { ContextTable } from './context-table';
 
@@ -63,7 +64,6 @@ export interface DataPlaneStats {
 }
 
 const VERSION_6 = 0x60;
-const IPPROTO_TCP = 6;
 
 /** True when the packet is TCP (or the first fragment of a TCP segment). Off the fast path. */
 function isTcp(packet: Buffer): boolean {
@@ -84,6 +84,8 @@ export class DataPlane {
   };
   /** The last malformed packet's error, for the log (not per packet). */
   lastError: PacketError | undefined;
+  /** Where the inbound packet's payload header is (reused: each call runs to completion). */
+  private readonly position: HeaderPosition = { offset: 0, nextHeaderOffset: 0 };
 
   constructor(
     private readonly table: ContextTable,
@@ -133,16 +135,18 @@ export class DataPlane {
 
   inbound(packet: Buffer): Verdict {
     this.stats.inboundPackets++;
-    const tag = peekReceiverContextTag(packet);
-    if (tag instanceof PacketError) {
-      if (tag.code === 'WRONG_P_BIT') {
+    const at = this.position;
+    const bad = locatePayloadHeader(packet, at);
+    if (bad) {
+      if (bad.code === 'WRONG_P_BIT') {
         this.stats.controlMessages++;
         this.hooks.controlMessage(packet);
         return 'drop'; // consumed: the kernel has no protocol 140 handler
       }
-      this.lastError = tag;
+      this.lastError = bad;
       return this.drop('malformed');
     }
+    const tag = readContextTag(packet, at.offset + 2);
     const ctx = this.table.byLocalTag(tag);
     if (ctx === undefined) {
       this.hooks.unknownContextTag(tag, packet);
@@ -151,11 +155,8 @@ export class DataPlane {
     if (!ctx.peerLocatorKeys.has(packet.toString('latin1', 8, 24))) return this.drop('source-locator-not-in-peer-set', ctx);
     if (!ctx.localLocatorKeys.has(packet.toString('latin1', 24, 40))) return this.drop('destination-locator-not-in-local-set', ctx);
     const length = packet.length;
-    const out = deshimPacketInPlace(packet, ctx.peerUlid.address, ctx.localUlid.address);
-    if (out instanceof PacketError) {
-      this.lastError = out;
-      return this.drop('malformed', ctx);
-    }
+    // The header was located above: strip it without walking the chain again.
+    const out = stripPayloadHeaderInPlace(packet, at, ctx.peerUlid.address, ctx.localUlid.address);
     this.stats.deshimmedPackets++;
     const c = ctx.counters;
     c.deshimmedPackets++;

@@ -7,10 +7,10 @@
  * checksum the kernel computes.
  */
 import { IPV6_MIN_MTU } from '../protocol/constants';
+import { IPV6_HEADER_LENGTH } from '../protocol/ipv6-packet';
 
 export const ICMPV6_PACKET_TOO_BIG = 2;
 const ICMPV6_HEADER_LENGTH = 8;
-const IPV6_HEADER_LENGTH = 40;
 /** As much of the invoking packet as fits in a minimum-MTU packet (RFC 4443 section 2.4 (c)). */
 export const MAX_INVOKING_OCTETS = IPV6_MIN_MTU - IPV6_HEADER_LENGTH - ICMPV6_HEADER_LENGTH;
 
