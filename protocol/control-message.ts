@@ -121,6 +121,15 @@ const FIXED_LENGTH: Record<MessageTypeName, number> = {
   Error: 8,
 };
 
+/**
+ * Where the options of a message of this type start, from the start of its Shim6 header;
+ * undefined for an unknown type, for Error (it has none) and for Probe (after its reports).
+ */
+export function optionsOffset(messageType: number): number | undefined {
+  const name = messageTypeName.get(messageType);
+  return name === undefined || name === 'Error' || name === 'Probe' ? undefined : FIXED_LENGTH[name];
+}
+
 const PROBE_REPORT_LENGTH = 40;
 /** Most octets of packet in error: the Error message and its IPv6 header stay within 1280. */
 export const MAX_PACKET_IN_ERROR = IPV6_MIN_MTU - 40 - 8;

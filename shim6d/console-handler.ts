@@ -4,7 +4,7 @@
  * Errors that an operator causes (unknown context, locator not in the set) are one-line
  * replies starting with "error:".
  */
-import { ContextError, DROP_REASONS, isShimmed, ulidPairKey, locator, type DropCounters, type ShimContext } from './context';
+import { ContextError, DROP_REASONS, isShimmed, type DropCounters, type ShimContext } from './context';
 import type { ContextTable } from './context-table';
 import type { DataPlaneStats } from './data-plane';
 import { CONSOLE_HELP, type ConsoleCommand } from './console-commands';
@@ -110,9 +110,6 @@ function statsText(v: DaemonView): string {
   return lines.join('\n');
 }
 
-function contextByUlids(v: DaemonView, src: string, dst: string): ShimContext | undefined {
-  return v.table.byUlidPairKey(ulidPairKey(locator(src, 'unverified'), locator(dst, 'unverified')));
-}
 
 /** The console's reply to one parsed command. */
 export async function handleConsoleCommand(v: DaemonView, cmd: ConsoleCommand): Promise<string> {
@@ -138,7 +135,7 @@ export async function handleConsoleCommand(v: DaemonView, cmd: ConsoleCommand): 
         return `context ${ctx.id}: back on its ULID pair ${ctx.localUlid.text} → ${ctx.peerUlid.text}`;
       }
       case 'delete': {
-        const ctx = contextByUlids(v, cmd.srcUlid, cmd.dstUlid);
+        const ctx = v.table.byUlids(cmd.srcUlid, cmd.dstUlid);
         if (!ctx) return `error: no context for ${cmd.srcUlid} → ${cmd.dstUlid}`;
         if (ctx.origin === 'static') await v.control.remove(ctx.id);
         else v.controlPlane()?.remove(ctx.id, 'deleted from the console');
@@ -147,7 +144,7 @@ export async function handleConsoleCommand(v: DaemonView, cmd: ConsoleCommand): 
       case 'context': {
         const cp = v.controlPlane();
         if (!cp) return 'error: the control plane is not running';
-        const existing = contextByUlids(v, cmd.srcUlid, cmd.dstUlid);
+        const existing = v.table.byUlids(cmd.srcUlid, cmd.dstUlid);
         if (existing) return `error: context ${existing.id} exists for ${cmd.srcUlid} → ${cmd.dstUlid} (${existing.state})`;
         if (cp.inHoldDown(cmd.dstUlid)) return `error: ${cmd.dstUlid} is in hold-down (it did not answer, or has no Shim6)`;
         if (!cp.localLocators().includes(cmd.srcUlid)) return `error: ${cmd.srcUlid} is not one of this host's addresses`;

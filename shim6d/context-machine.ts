@@ -29,12 +29,13 @@
  */
 import { canonicalIPv6, formatIPv6 } from '../protocol/address';
 import { ErrorCode, MAX_CONTEXT_TAG } from '../protocol/constants';
-import { decodeControlMessage, errorMessageFor, type ControlMessage, type ErrorMessage, type I1Message, type I2bisMessage, type I2Message, type R1bisMessage, type R1Message, type R2Message, type UpdateAcknowledgementMessage, type UpdateRequestMessage } from '../protocol/control-message';
+import { decodeControlMessage, errorMessageFor, optionsOffset, type ControlMessage, type ErrorMessage, type I1Message, type I2bisMessage, type I2Message, type R1bisMessage, type R1Message, type R2Message, type UpdateAcknowledgementMessage, type UpdateRequestMessage } from '../protocol/control-message';
 import { locateShim6Header, PacketError, type HeaderPosition } from '../protocol/ipv6-packet';
-import { findOption, type LocatorListOption, type LocatorPreferencesOption, type Shim6Option } from '../protocol/options';
+import { findOption, optionTotalLength, type LocatorListOption, type LocatorPreferencesOption, type Shim6Option } from '../protocol/options';
 import { contextKey, locator, refreshLocatorKeys, type ShimContext } from './context';
 import type { ContextTable } from './context-table';
 import { ResponderValidator, type ValidatorFields } from './responder-validator';
+import { isNewerGeneration } from './locator-security';
 
 export interface MachineTimers {
   i1TimeoutMs: number;
@@ -159,18 +160,9 @@ function sameAddresses(list: LocatorListOption, ctx: ShimContext): boolean {
   return keys.size === ctx.peerLocators.length && ctx.peerLocators.every((l) => keys.has(l.key));
 }
 
-/** Octets before the options of the message types that carry a Locator List (RFC 5533 section 5). */
-const FIXED_PART: Record<number, number> = { 3: 24, 4: 16, 6: 32, 64: 16 };
+/** Serial-number comparison of 32-bit generations (RFC 1982): locator-security's. */
+export { isNewerGeneration as newerGeneration } from './locator-security';
 
-/** Serial-number comparison of 32-bit generations (RFC 1982): is a newer than b? */
-export function newerGeneration(a: number, b: number): boolean {
-  const d = (a - b) >>> 0;
-  return d !== 0 && d < 0x80000000;
-}
-
-function option<K extends Shim6Option['kind']>(m: { options: Shim6Option[] }, kind: K): Extract<Shim6Option, { kind: K }> | undefined {
-  return findOption(m.options, kind);
-}
 
 export class ContextMachine {
   readonly timers: MachineTimers;
@@ -197,7 +189,7 @@ export class ContextMachine {
   /** True while a peer that did not answer (or said it has no Shim6) is in its hold-down. */
   inHoldDown(peerUlid: string): boolean {
     const now = this.options.now();
-    for (const ctx of this.table.all()) {
+    for (const ctx of this.table.values()) {
       if (ctx.peerUlid.text !== canonicalIPv6(peerUlid)) continue;
       const c = this.control.get(ctx.id);
       if (c?.holdDownUntil !== undefined && c.holdDownUntil > now) return true;
@@ -335,7 +327,7 @@ export class ContextMachine {
 
   /** Our locator set changed: every established negotiated context gets an Update Request. */
   localLocatorsChanged(): void {
-    for (const ctx of this.table.all()) {
+    for (const ctx of this.table.values()) {
       if (ctx.origin === 'negotiated' && ctx.state === 'ESTABLISHED') this.sendUpdate(ctx.id);
     }
   }
@@ -357,7 +349,7 @@ export class ContextMachine {
 
   /** ICMPv6 Parameter Problem (unrecognised Next Header 140) from the peer: it has no Shim6. */
   peerHasNoShim6(peerUlid: string): void {
-    for (const ctx of this.table.all()) {
+    for (const ctx of this.table.values()) {
       if (ctx.peerUlid.text === canonicalIPv6(peerUlid) && ctx.state === 'I1-SENT') this.noSupport(ctx, this.timers.icmpHoldDownMs, 'ICMPv6 Parameter Problem');
     }
   }
@@ -410,10 +402,10 @@ export class ContextMachine {
   }
 
   private onR1(m: R1Message, src: string, dst: string): void {
-    const ctx = this.table.all().find((x) => x.state === 'I1-SENT' && this.control.get(x.id)?.pending?.nonce === m.initiatorNonce && x.current.peer.text === src && x.current.local.text === dst);
+    const ctx = this.find((x) => x.state === 'I1-SENT' && this.control.get(x.id)?.pending?.nonce === m.initiatorNonce && x.current.peer.text === src && x.current.local.text === dst);
     if (!ctx) return this.reject('rejected-nonce', { type: 'R1', from: src });
     const c = this.control.get(ctx.id) as Control;
-    const validator = option(m, 'ResponderValidator')?.validator;
+    const validator = findOption(m.options, 'ResponderValidator')?.validator;
     if (!validator) return this.reject('rejected-malformed', { type: 'R1', from: src, why: 'no Responder Validator' });
     c.pending = { kind: 'i2', nonce: m.initiatorNonce, responderNonce: m.responderNonce, validator };
     c.retries = 0;
@@ -448,7 +440,7 @@ export class ContextMachine {
   }
 
   private onR2(m: R2Message, src: string, dst: string): void {
-    const ctx = this.table.all().find((x) => (x.state === 'I1-SENT' || x.state === 'I2-SENT' || x.state === 'I2BIS-SENT') && this.control.get(x.id)?.pending?.nonce === m.initiatorNonce && x.current.local.text === dst);
+    const ctx = this.find((x) => (x.state === 'I1-SENT' || x.state === 'I2-SENT' || x.state === 'I2BIS-SENT') && this.control.get(x.id)?.pending?.nonce === m.initiatorNonce && x.current.local.text === dst);
     if (!ctx) return this.reject('rejected-nonce', { type: 'R2', from: src });
     const c = this.control.get(ctx.id) as Control;
     if (!this.acceptPeerLocators(ctx, c, m.options, 'R2', src)) return;
@@ -459,9 +451,11 @@ export class ContextMachine {
 
   private onR1bis(m: R1bisMessage, src: string, dst: string): void {
     // The peer lost the context we know by the tag it gave us: our peer tag.
-    const ctx = this.table.all().find((x) => x.origin === 'negotiated' && x.state === 'ESTABLISHED' && x.peerContextTag === m.packetContextTag && x.peerLocatorKeys.has(locator(src, 'unverified').key) && x.localLocatorKeys.has(locator(dst, 'unverified').key));
+    const srcKey = locator(src, 'unverified').key;
+    const dstKey = locator(dst, 'unverified').key;
+    const ctx = this.find((x) => x.origin === 'negotiated' && x.state === 'ESTABLISHED' && x.peerContextTag === m.packetContextTag && x.peerLocatorKeys.has(srcKey) && x.localLocatorKeys.has(dstKey));
     if (!ctx) return this.reject('rejected-no-context', { type: 'R1bis', from: src, tag: m.packetContextTag });
-    const validator = option(m, 'ResponderValidator')?.validator;
+    const validator = findOption(m.options, 'ResponderValidator')?.validator;
     if (!validator) return this.reject('rejected-malformed', { type: 'R1bis', from: src, why: 'no Responder Validator' });
     const c = this.control.get(ctx.id) as Control;
     c.pending = { kind: 'i2bis', nonce: this.options.random32(), responderNonce: m.responderNonce, validator, packetTag: m.packetContextTag };
@@ -518,8 +512,8 @@ export class ContextMachine {
 
   /** The ULIDs of a received I1/I2/I2bis: from its ULID Pair option, else its addresses. */
   private ulidsOf(m: { options: Shim6Option[] }, src: string, dst: string): { peer: string; local: string; fork: number } {
-    const pair = option(m, 'UlidPair');
-    const fork = option(m, 'ForkedInstanceIdentifier')?.forkedInstanceId ?? 0;
+    const pair = findOption(m.options, 'UlidPair');
+    const fork = findOption(m.options, 'ForkedInstanceIdentifier')?.forkedInstanceId ?? 0;
     return pair ? { peer: pair.senderUlid, local: pair.receiverUlid, fork } : { peer: src, local: dst, fork };
   }
 
@@ -552,7 +546,7 @@ export class ContextMachine {
   private onI2(m: I2Message, src: string, dst: string): void {
     const u = this.ulidsOf(m, src, dst);
     if (!this.isOurs(u.local)) return this.reject('rejected-not-ours', { type: 'I2', ulid: u.local });
-    const validator = option(m, 'ResponderValidator')?.validator;
+    const validator = findOption(m.options, 'ResponderValidator')?.validator;
     if (!validator || !this.validator.check(m.responderNonce, validator, this.i2Fields(m.initiatorContextTag, u, src, dst))) {
       return this.reject('rejected-validator', { type: 'I2', from: src });
     }
@@ -568,7 +562,7 @@ export class ContextMachine {
   private onI2bis(m: I2bisMessage, src: string, dst: string): void {
     const u = this.ulidsOf(m, src, dst);
     if (!this.isOurs(u.local)) return this.reject('rejected-not-ours', { type: 'I2bis', ulid: u.local });
-    const validator = option(m, 'ResponderValidator')?.validator;
+    const validator = findOption(m.options, 'ResponderValidator')?.validator;
     if (!validator || !this.validator.check(m.responderNonce, validator, this.r1bisFields(m.packetContextTag, src, dst))) {
       return this.reject('rejected-validator', { type: 'I2bis', from: src });
     }
@@ -639,13 +633,13 @@ export class ContextMachine {
     // The source may be a locator the peer only now announces (its others may be broken):
     // what protects the context is the tag and the HBA/CGA proof of the list.
     const c = this.control.get(ctx.id) as Control;
-    const list = option(m, 'LocatorList');
+    const list = findOption(m.options, 'LocatorList');
     if (list) {
       // A retransmission (its acknowledgement was lost), or the update the I2bis of a
       // recovery already carried: acknowledged again, nothing changes.
       const repeat = c.peerGeneration === list.generation && (c.lastUpdateNonce === m.requestNonce || sameAddresses(list, ctx));
       if (!repeat) {
-        if (c.peerGeneration !== undefined && !newerGeneration(list.generation, c.peerGeneration)) {
+        if (c.peerGeneration !== undefined && !isNewerGeneration(list.generation, c.peerGeneration)) {
           return this.reject('rejected-replay', { id: ctx.id, from: src, generation: list.generation, current: c.peerGeneration });
         }
         const before = ctx.current.peer.key;
@@ -656,7 +650,7 @@ export class ContextMachine {
         this.effects.peerLocatorsChanged(ctx, !stillThere);
       }
     } else {
-      const prefs = option(m, 'LocatorPreferences');
+      const prefs = findOption(m.options, 'LocatorPreferences');
       if (prefs) this.applyPreferences(ctx, prefs);
     }
     const ua: UpdateAcknowledgementMessage = { type: 'UpdateAcknowledgement', receiverContextTag: ctx.peerContextTag, requestNonce: m.requestNonce, options: [] };
@@ -678,7 +672,7 @@ export class ContextMachine {
     this.effects.event('error-received', { from: src, code: m.errorCode, pointer: m.pointer });
     if (m.errorCode === ErrorCode.LocatorVerificationMethodFailed || m.errorCode === ErrorCode.LocatorListGenerationOutOfSync) {
       // The peer could not verify our list: send the parameters again with the next update.
-      for (const ctx of this.table.all()) {
+      for (const ctx of this.table.values()) {
         const c = this.control.get(ctx.id);
         if (c && ctx.peerLocatorKeys.has(locator(src, 'unverified').key)) c.parametersSent = false;
       }
@@ -719,16 +713,9 @@ export class ContextMachine {
 
   /** The HBA/CGA check of the Locator List in these options (none: the ULID alone, trivially fine). */
   private checkPeerLocators(peerUlid: string, options: Shim6Option[], remembered: Buffer | undefined): PeerLocatorCheck | undefined {
-    const list = options.find((o): o is LocatorListOption => o.kind === 'LocatorList');
+    const list = findOption(options, 'LocatorList');
     if (!list) return undefined;
-    const parameters = options.find((o) => o.kind === 'CgaParameterDataStructure');
-    const signature = options.find((o) => o.kind === 'CgaSignature');
-    return this.security.verifyPeerLocators(
-      peerUlid,
-      list,
-      parameters?.kind === 'CgaParameterDataStructure' ? parameters.data : remembered,
-      signature?.kind === 'CgaSignature' ? signature.signature : undefined,
-    );
+    return this.security.verifyPeerLocators(peerUlid, list, findOption(options, 'CgaParameterDataStructure')?.data ?? remembered, findOption(options, 'CgaSignature')?.signature);
   }
 
   /** Installs a verified list (or, with none, the ULID as the peer's only locator, RFC 5533 section 7.2). */
@@ -738,12 +725,12 @@ export class ContextMachine {
       refreshLocatorKeys(ctx);
       return;
     }
-    const list = options.find((o): o is LocatorListOption => o.kind === 'LocatorList');
+    const list = findOption(options, 'LocatorList');
     c.peerParameters = check.parameters;
     c.peerGeneration = list?.generation;
     ctx.peerLocators = check.locators.map((l) => locator(l.address, l.method));
     refreshLocatorKeys(ctx);
-    const prefs = options.find((o): o is LocatorPreferencesOption => o.kind === 'LocatorPreferences');
+    const prefs = findOption(options, 'LocatorPreferences');
     if (prefs) this.applyPreferences(ctx, prefs);
   }
 
@@ -758,13 +745,10 @@ export class ContextMachine {
   private optionPointer(f: { packet: Buffer; shimOffset: number }, optionType: number): number {
     const shim = f.packet.subarray(f.shimOffset);
     const end = Math.min(shim.length, ((shim[1] ?? 0) + 1) * 8);
-    const type = (shim[2] ?? 0) & 0x7f;
-    let o = FIXED_PART[type] ?? end;
+    let o = optionsOffset((shim[2] ?? 0) & 0x7f) ?? end;
     while (o + 4 <= end) {
-      const t = shim.readUInt16BE(o) >>> 1;
-      if (t === optionType) return f.shimOffset + o;
-      const len = shim.readUInt16BE(o + 2);
-      o += 11 + len - ((len + 3) % 8);
+      if (shim.readUInt16BE(o) >>> 1 === optionType) return f.shimOffset + o;
+      o += optionTotalLength(shim.readUInt16BE(o + 2));
     }
     return f.shimOffset;
   }
@@ -792,7 +776,7 @@ export class ContextMachine {
 
   /** Context confusion: another context with the same peer tag and an overlapping peer set is stale. */
   private confusionCheck(ctx: ShimContext, peerTag: number): void {
-    for (const other of this.table.all()) {
+    for (const other of this.table.values()) {
       if (other === ctx || other.origin !== 'negotiated' || other.peerContextTag !== peerTag) continue;
       const overlap = other.peerLocators.some((l) => ctx.peerLocatorKeys.has(l.key)) || other.peerUlid.key === ctx.peerUlid.key;
       if (overlap) {
@@ -863,6 +847,12 @@ export class ContextMachine {
       const tag = ((this.options.random32() & 0x7fff) * 0x1_0000_0000 + this.options.random32()) % (MAX_CONTEXT_TAG + 1);
       if (tag !== 0 && !this.table.hasLocalTag(tag)) return tag;
     }
+  }
+
+  /** The first context that matches, scanning without sorting or copying. */
+  private find(match: (ctx: ShimContext) => boolean): ShimContext | undefined {
+    for (const ctx of this.table.values()) if (match(ctx)) return ctx;
+    return undefined;
   }
 
   private reject(event: MachineEvent, detail: Record<string, unknown>): void {

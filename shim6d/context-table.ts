@@ -3,7 +3,7 @@
  * local context tag (inbound payload packets and control messages) and by ULID pair
  * (outbound packets, the heuristic). Pure: no I/O.
  */
-import { ContextError, contextKey, createContext, type ContextSpec, type ShimContext } from './context';
+import { ContextError, contextKey, createContext, locator, type ContextSpec, type ShimContext } from './context';
 
 export class ContextTable {
   private readonly byIdMap = new Map<number, ShimContext>();
@@ -80,7 +80,17 @@ export class ContextTable {
     return this.byTagMap.has(tag);
   }
 
-  /** Contexts in id order. */
+  /** Every context, in no particular order, without a copy: for lookups (all() sorts). */
+  values(): IterableIterator<ShimContext> {
+    return this.byIdMap.values();
+  }
+
+  /** The default context (not a fork) of a ULID pair given as text. */
+  byUlids(localUlid: string, peerUlid: string): ShimContext | undefined {
+    return this.byPairMap.get(contextKey(locator(localUlid, 'unverified'), locator(peerUlid, 'unverified'), 0));
+  }
+
+  /** Contexts in id order (console, logs). */
   all(): ShimContext[] {
     return [...this.byIdMap.values()].sort((a, b) => a.id - b.id);
   }

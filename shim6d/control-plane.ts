@@ -144,7 +144,7 @@ export class ControlPlane {
       packetThreshold: h.packets,
       activeSeconds: h.activeSeconds,
       holdDownCheck: (peer) => this.machine.inHoldDown(peer),
-      hasContext: (local, peer) => this.o.table.all().some((c) => c.localUlid.text === local && c.peerUlid.text === peer),
+      hasContext: (local, peer) => this.o.table.byUlids(local, peer) !== undefined,
       isLocal: (address) => locals().has(address),
     });
     this.conntrack = new ConntrackMonitor();
