@@ -12,7 +12,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import { encodeControlMessage } from '../protocol/control-message';
-import { IPPROTO_SHIM6 } from '../protocol/constants';
 import { formatIPv6 } from '../protocol/address';
 import { Shim6Sender } from '../protocol/shim6-socket';
 import type { Logger } from '../common/logger';
@@ -149,18 +148,14 @@ export class ControlPlane {
     });
     this.conntrack = new ConntrackMonitor();
     this.conntrack.on('error', (e: Error) => this.o.log.warn('conntrack', { error: e.message }));
-    // Shim6's own messages (protocol 140: our raw sockets' I1s, R1s, probes) are conntrack
-    // flows too; they must not make a context ask for another one.
-    this.conntrack.on('event', (e) => {
-      if (e.protocol !== IPPROTO_SHIM6) this.consider(this.heuristic?.observe(e) ?? []);
-    });
+    this.conntrack.on('event', (e) => this.consider(this.heuristic?.observe(e) ?? []));
     this.conntrack.start();
     this.poller = setInterval(() => {
       try {
         const heuristic = this.heuristic;
         const conntrack = this.conntrack;
         if (!heuristic || !conntrack) return;
-        for (const sample of conntrack.poll()) if (sample.protocol !== IPPROTO_SHIM6) this.consider(heuristic.observe(sample));
+        for (const sample of conntrack.poll()) this.consider(heuristic.observe(sample));
         this.consider(heuristic.check());
         heuristic.sweep();
       } catch (e) {

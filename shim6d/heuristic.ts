@@ -3,8 +3,8 @@
  * between a local address and a peer have carried `packetThreshold` packets (default 50,
  * counted both ways, summed over all flows of the pair since its first one), or have been
  * active for `activeSeconds` (default 10 s). Never for link-local, loopback, multicast,
- * unspecified or IPv4-mapped addresses, never while the peer is in hold-down or the pair
- * already has a context.
+ * unspecified or IPv4-mapped addresses, never for Shim6's own messages (protocol 140), never
+ * while the peer is in hold-down or the pair already has a context.
  *
  * Input: observations of flows, as the conntrack adapter (shim6d/conntrack.ts) reports
  * them, events and poll() samples alike: a flow's `packets` is its cumulative counter.
@@ -36,6 +36,7 @@
  * most maxFlowsPerPair flows per pair (the oldest one is retired, keeping its count).
  */
 import { formatIPv6, parseIPv6 } from '../protocol/address';
+import { IPPROTO_SHIM6 } from '../protocol/constants';
 
 export interface ContextHeuristicOptions {
   /** Packets (both ways, all flows of the pair) that qualify a pair; default 50; 0 disables. */
@@ -112,6 +113,8 @@ export interface HeuristicStats {
   invalid: number;
   /** Observations ignored per excluded address class. */
   excluded: Record<ExcludedClass, number>;
+  /** Observations ignored: Shim6's own messages (protocol 140: I1s, R1s, probes). */
+  shim6Messages: number;
   /** Observations ignored: neither address is local / both are. */
   notLocal: number;
   bothLocal: number;
@@ -189,6 +192,7 @@ export class ContextHeuristic {
   private readonly counters: Omit<HeuristicStats, 'pairs' | 'excluded'> = {
     observations: 0,
     invalid: 0,
+    shim6Messages: 0,
     notLocal: 0,
     bothLocal: 0,
     reported: 0,
@@ -219,6 +223,11 @@ export class ContextHeuristic {
    */
   observe(sample: FlowObservation, now: number = this.clock()): ContextCandidate[] {
     this.counters.observations++;
+    if (sample.protocol === IPPROTO_SHIM6) {
+      // A context's own signalling must not make the pair ask for another context.
+      this.counters.shim6Messages++;
+      return [];
+    }
     const src = parseIPv6(sample.source);
     const dst = parseIPv6(sample.destination);
     if (!src || !dst) {
