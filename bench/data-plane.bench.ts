@@ -8,6 +8,7 @@
  * Needs root (namespaces, ip6tables, NFQUEUE) and iperf3; without them it says so and returns.
  * Whatever happens, the daemons are stopped and the testbed destroyed.
  */
+import { defaultShim6Config } from '../common/config';
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -26,7 +27,8 @@ const IPERF_PORT = 5201;
 const EXTRA_CONTEXTS = 4999;
 const TAG_A = 0x0a0a0a0a01;
 const TAG_B = 0x0b0b0b0b01;
-const CONSOLE_PORT = 19384;
+/** The console port shim6d listens on by default. */
+const CONSOLE_PORT = defaultShim6Config().shim6d.console.port;
 const BIN = join(__dirname, '..', 'bin', 'shim6d');
 
 // -- iperf3 ---------------------------------------------------------------------------------------

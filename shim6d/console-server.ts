@@ -17,10 +17,6 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { isUtf8 } from 'node:buffer';
 import { CONSOLE_COMMAND_LIST, ConsoleCommand, ConsoleCommandError, parseConsoleCommand } from './console-commands';
 
-/** The console's well-known port and default addresses (loopback only). */
-export const CONSOLE_PORT = 19384;
-export const CONSOLE_ADDRESSES: readonly string[] = ['127.0.0.1', '::1'];
-
 /** Largest reply sent, in octets; longer replies are cut at a line boundary. */
 export const MAX_CONSOLE_REPLY_BYTES = 65000;
 

@@ -66,15 +66,6 @@ export class ContextTable {
     return this.byPairMap.get(key);
   }
 
-  /** Changes the local context tag index after a context took another tag (I2bis recovery). */
-  retag(ctx: ShimContext, tag: number): void {
-    const taken = this.byTagMap.get(tag);
-    if (taken && taken !== ctx) throw new ContextError(`local context tag ${tag} is in use by context ${taken.id}`);
-    this.byTagMap.delete(ctx.localContextTag);
-    (ctx as { localContextTag: number }).localContextTag = tag;
-    this.byTagMap.set(tag, ctx);
-  }
-
   /** True if some context has this local tag. */
   hasLocalTag(tag: number): boolean {
     return this.byTagMap.has(tag);

@@ -11,6 +11,7 @@
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readdirSync, rmSync, statSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { defaultShim6Config } from '../../common/config';
 import { formatIPv6, parseIPv6 } from '../../protocol/address';
 import type { Host, Testbed } from './testbed';
 import { waitFor } from './wait';
@@ -101,7 +102,7 @@ export class Shim6dProcess {
         ...s,
       },
     };
-    const consolePort = Number((s['console'] as { port?: number } | undefined)?.port ?? 19384);
+    const consolePort = Number((s['console'] as { port?: number } | undefined)?.port ?? defaultShim6Config().shim6d.console.port);
     const configFile = join(runDir, 'shim6.json');
     writeFileSync(configFile, `${JSON.stringify(doc, null, 2)}\n`);
     const child = tb.spawn(host, process.execPath, [BIN, '--config', configFile], { stdio: ['ignore', 'ignore', 'pipe'] });
