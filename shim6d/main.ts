@@ -150,7 +150,8 @@ function startFailureStatus(e: unknown): number {
   return EXIT.FAILURE;
 }
 
-if (require.main === module) {
+/** Runs main() with this process's arguments and exits with its status. */
+export function run(): void {
   main(process.argv.slice(2)).then(
     (status) => process.exit(status),
     (e: unknown) => {
@@ -159,3 +160,5 @@ if (require.main === module) {
     },
   );
 }
+
+if (require.main === module) run();
