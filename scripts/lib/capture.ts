@@ -70,42 +70,43 @@ export class Capture {
     await waitFor(() => this.exited, { what: 'tshark to stop', timeoutMs: 10_000, intervalMs: 20 });
   }
 
-  /** One row per packet (matching the display filter), one cell per field. */
-  fields(fields: readonly string[], displayFilter?: string): Promise<string[][]> {
-    const args = ['-n', '-r', this.file, ...(displayFilter ? ['-Y', displayFilter] : []), '-T', 'fields', '-E', 'separator=/t', '-E', 'occurrence=a', '-E', 'aggregator=,', ...fields.flatMap((f) => ['-e', f])];
+  /** Reads the capture with tshark (`-r`, display filter, then `args`); its standard output. */
+  private read(args: readonly string[], displayFilter: string | undefined): Promise<string> {
+    const argv = ['-n', '-r', this.file, ...(displayFilter ? ['-Y', displayFilter] : []), ...args];
     return new Promise((resolve, reject) => {
-      execFile('tshark', args, { maxBuffer: 512 * 1024 * 1024, env: { ...process.env, LC_ALL: 'C' } }, (error, stdout, stderr) => {
-        if (error) return reject(new Error(`tshark -r: ${error.message.split('\n')[0] ?? ''} ${stderr.trim()}`));
-        const lines = stdout.split('\n').filter((l) => l !== '');
-        resolve(lines.map((l) => l.split('\t')));
+      execFile('tshark', argv, { maxBuffer: 1024 * 1024 * 1024, env: { ...process.env, LC_ALL: 'C' } }, (error, stdout, stderr) => {
+        if (error) reject(new Error(`tshark -r: ${error.message.split('\n')[0] ?? ''} ${stderr.trim()}`));
+        else resolve(stdout);
       });
     });
+  }
+
+  /** One row per packet (matching the display filter), one cell per field. */
+  async fields(fields: readonly string[], displayFilter?: string): Promise<string[][]> {
+    const out = await this.read(['-T', 'fields', '-E', 'separator=/t', '-E', 'occurrence=a', '-E', 'aggregator=,', ...fields.flatMap((f) => ['-e', f])], displayFilter);
+    return out
+      .split('\n')
+      .filter((l) => l !== '')
+      .map((l) => l.split('\t'));
   }
 
   /**
    * The raw octets (hex) of one field per packet, from tshark's JSON with -x: for fields that
    * tshark shows but gives no value for, such as the payload header's tag (shim6.ct).
    */
-  rawField(field: string, displayFilter?: string): Promise<string[]> {
-    const args = ['-n', '-r', this.file, ...(displayFilter ? ['-Y', displayFilter] : []), '-T', 'json', '-x'];
-    return new Promise((resolve, reject) => {
-      execFile('tshark', args, { maxBuffer: 1024 * 1024 * 1024, env: { ...process.env, LC_ALL: 'C' } }, (error, stdout, stderr) => {
-        if (error) return reject(new Error(`tshark -r: ${error.message.split('\n')[0] ?? ''} ${stderr.trim()}`));
-        const out: string[] = [];
-        const find = (node: unknown): string | undefined => {
-          if (node === null || typeof node !== 'object') return undefined;
-          const raw = (node as Record<string, unknown>)[`${field}_raw`];
-          if (Array.isArray(raw) && typeof raw[0] === 'string') return raw[0];
-          for (const v of Object.values(node as Record<string, unknown>)) {
-            const f = find(v);
-            if (f !== undefined) return f;
-          }
-          return undefined;
-        };
-        for (const packet of JSON.parse(stdout) as unknown[]) out.push(find(packet) ?? '');
-        resolve(out);
-      });
-    });
+  async rawField(field: string, displayFilter?: string): Promise<string[]> {
+    const find = (node: unknown): string | undefined => {
+      if (node === null || typeof node !== 'object') return undefined;
+      const raw = (node as Record<string, unknown>)[`${field}_raw`];
+      if (Array.isArray(raw) && typeof raw[0] === 'string') return raw[0];
+      for (const v of Object.values(node as Record<string, unknown>)) {
+        const f = find(v);
+        if (f !== undefined) return f;
+      }
+      return undefined;
+    };
+    const packets = JSON.parse(await this.read(['-T', 'json', '-x'], displayFilter)) as unknown[];
+    return packets.map((p) => find(p) ?? '');
   }
 
   /** Removes the capture file. */
