@@ -3,6 +3,7 @@
  * collects the decoded messages, and single sends from another. Used by the demo and tests.
  */
 import { join } from 'node:path';
+import { jsonLines } from './json-lines';
 import { Host, Testbed } from './testbed';
 import { waitFor } from './wait';
 
@@ -19,24 +20,14 @@ export interface Shim6Listener {
 /** Starts `shim6-wire listen` in `host` and resolves once it listens. */
 export async function startShim6Listener(tb: Testbed, host: Host, count: number, timeoutMs: number): Promise<Shim6Listener> {
   const child = tb.spawn(host, TSX, [WIRE, 'listen', '--count', String(count), '--timeout-ms', String(timeoutMs)], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const lines: Array<Record<string, unknown>> = [];
-  let out = '';
-  let ready = false;
-  let exited = false;
-  child.stdout?.setEncoding('utf8').on('data', (d: string) => {
-    out += d;
-    let nl: number;
-    while ((nl = out.indexOf('\n')) >= 0) {
-      lines.push(JSON.parse(out.slice(0, nl)) as Record<string, unknown>);
-      out = out.slice(nl + 1);
-    }
-  });
-  child.stderr?.setEncoding('utf8').on('data', (d: string) => (ready ||= d.includes('listening')));
-  child.once('exit', () => (exited = true));
-  await waitFor(() => ready || exited, { what: `the Shim6 listener in ${host}`, timeoutMs: 20_000 });
+  const out = jsonLines(child);
+  const lines = out.lines;
+  const ready = (): boolean => out.stderr().includes('listening');
+  const exited = out.exited;
+  await waitFor(() => ready() || exited(), { what: `the Shim6 listener in ${host}`, timeoutMs: 20_000 });
   return {
     lines,
-    finished: () => waitFor(() => exited, { what: `the Shim6 listener in ${host} to finish`, timeoutMs: timeoutMs + 10_000 }).then(() => undefined),
+    finished: () => waitFor(() => exited(), { what: `the Shim6 listener in ${host} to finish`, timeoutMs: timeoutMs + 10_000 }).then(() => undefined),
   };
 }
 

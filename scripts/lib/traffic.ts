@@ -4,7 +4,7 @@
  * stream whose receiver reports every gap. Each side is a small Node program run inside a
  * host's namespace, bound to an exact address (a ULID).
  */
-import type { ChildProcess } from 'node:child_process';
+import { jsonLines } from './json-lines';
 import type { Host, Testbed } from './testbed';
 import { waitFor } from './wait';
 
@@ -112,27 +112,6 @@ s.bind(0, from, () => {
   }, Number(intervalMs));
 });
 `;
-
-type Json = Record<string, unknown>;
-
-/** Collects a child's stdout as JSON lines. */
-function jsonLines(child: ChildProcess): { lines: Json[]; stderr: () => string; exited: () => boolean } {
-  const lines: Json[] = [];
-  let buf = '';
-  let err = '';
-  let done = false;
-  child.stdout?.setEncoding('utf8').on('data', (d: string) => {
-    buf += d;
-    let nl: number;
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      lines.push(JSON.parse(buf.slice(0, nl)) as Json);
-      buf = buf.slice(nl + 1);
-    }
-  });
-  child.stderr?.setEncoding('utf8').on('data', (d: string) => (err += d));
-  child.once('exit', () => (done = true));
-  return { lines, stderr: () => err, exited: () => done };
-}
 
 export interface TransferResult {
   bytes: number;
