@@ -32,7 +32,7 @@ import { ErrorCode, MAX_CONTEXT_TAG } from '../protocol/constants';
 import { decodeControlMessage, errorMessageFor, optionsOffset, type ControlMessage, type ErrorMessage, type I1Message, type I2bisMessage, type I2Message, type R1bisMessage, type R1Message, type R2Message, type UpdateAcknowledgementMessage, type UpdateRequestMessage } from '../protocol/control-message';
 import { locateShim6Header, PacketError, type HeaderPosition } from '../protocol/ipv6-packet';
 import { findOption, optionTotalLength, type LocatorListOption, type LocatorPreferencesOption, type Shim6Option } from '../protocol/options';
-import { contextKey, locator, refreshLocatorKeys, type ShimContext } from './context';
+import { contextKey, isShimmed, locator, refreshLocatorKeys, type ShimContext } from './context';
 import type { ContextTable } from './context-table';
 import { ResponderValidator, type ValidatorFields } from './responder-validator';
 import { isNewerGeneration } from './locator-security';
@@ -415,27 +415,17 @@ export class ContextMachine {
     this.effects.event('i2-sent', { id: ctx.id, peer: src });
   }
 
+  /** I2, or I2bis in a recovery: the validator echoed, our locators, the ULID pair and fork. */
   private sendI2(ctx: ShimContext, c: Control): void {
     const p = c.pending;
-    if (p?.kind !== 'i2') return;
-    this.refreshOurLocators(ctx);
-    const options: Shim6Option[] = [{ kind: 'ResponderValidator', validator: p.validator }, ...this.locatorOptions(ctx, c, true)];
-    this.addPairAndFork(ctx, options);
-    const i2: I2Message = { type: 'I2', initiatorContextTag: ctx.localContextTag, initiatorNonce: p.nonce, responderNonce: p.responderNonce, options };
-    this.effects.send(i2, ctx.current.local.text, ctx.current.peer.text);
-    this.arm(c);
-  }
-
-  private sendI2bis(ctx: ShimContext, c: Control): void {
-    const p = c.pending;
-    if (p?.kind !== 'i2bis') return;
+    if (p?.kind !== 'i2' && p?.kind !== 'i2bis') return;
     this.refreshOurLocators(ctx);
     const options: Shim6Option[] = [{ kind: 'ResponderValidator', validator: p.validator }, ...this.locatorOptions(ctx, c, true)];
     // I2bis always names the ULIDs: the locators in use may be any pair.
-    options.push({ kind: 'UlidPair', senderUlid: ctx.localUlid.text, receiverUlid: ctx.peerUlid.text });
-    if (ctx.forkedInstanceId !== 0) options.push({ kind: 'ForkedInstanceIdentifier', forkedInstanceId: ctx.forkedInstanceId });
-    const i2bis: I2bisMessage = { type: 'I2bis', initiatorContextTag: ctx.localContextTag, initiatorNonce: p.nonce, responderNonce: p.responderNonce, packetContextTag: p.packetTag, options };
-    this.effects.send(i2bis, ctx.current.local.text, ctx.current.peer.text);
+    this.addPairAndFork(ctx, options, p.kind === 'i2bis');
+    const fields = { initiatorContextTag: ctx.localContextTag, initiatorNonce: p.nonce, responderNonce: p.responderNonce, options };
+    const message: I2Message | I2bisMessage = p.kind === 'i2' ? { type: 'I2', ...fields } : { type: 'I2bis', ...fields, packetContextTag: p.packetTag };
+    this.effects.send(message, ctx.current.local.text, ctx.current.peer.text);
     this.arm(c);
   }
 
@@ -465,7 +455,7 @@ export class ContextMachine {
     ctx.state = 'I2BIS-SENT';
     // Answer on the pair the R1bis came on: it works.
     ctx.current = { local: ctx.localLocators.find((l) => l.text === dst) ?? ctx.current.local, peer: ctx.peerLocators.find((l) => l.text === src) ?? ctx.current.peer };
-    this.sendI2bis(ctx, c);
+    this.sendI2(ctx, c);
     this.effects.event('i2bis-sent', { id: ctx.id, peer: src });
   }
 
@@ -480,8 +470,7 @@ export class ContextMachine {
       if (p.kind === 'i1') {
         this.sendI1(ctx, c);
         this.effects.event('i1-retransmitted', { id: ctx.id, retry: c.retries });
-      } else if (p.kind === 'i2') this.sendI2(ctx, c);
-      else this.sendI2bis(ctx, c);
+      } else this.sendI2(ctx, c);
       return;
     }
     if (p.kind === 'i1') return this.noSupport(ctx, this.timers.noR1HoldDownMs, `no R1 after ${c.retries + 1} I1s`);
@@ -791,8 +780,9 @@ export class ContextMachine {
     return this.security.localLocatorOptions(ctx.localUlid.text, locators, c.localGeneration, includeParameters);
   }
 
-  private addPairAndFork(ctx: ShimContext, options: Shim6Option[]): void {
-    if (ctx.current.local.key !== ctx.localUlid.key || ctx.current.peer.key !== ctx.peerUlid.key) {
+  /** The ULID Pair option when the locators in use are not the ULIDs (or `always`), and the fork's identifier. */
+  private addPairAndFork(ctx: ShimContext, options: Shim6Option[], always = false): void {
+    if (always || isShimmed(ctx)) {
       options.push({ kind: 'UlidPair', senderUlid: ctx.localUlid.text, receiverUlid: ctx.peerUlid.text });
     }
     if (ctx.forkedInstanceId !== 0) options.push({ kind: 'ForkedInstanceIdentifier', forkedInstanceId: ctx.forkedInstanceId });
