@@ -28,7 +28,7 @@
  *   established once their hold-down ends.
  */
 import { canonicalIPv6, formatIPv6 } from '../protocol/address';
-import { ErrorCode, MAX_CONTEXT_TAG } from '../protocol/constants';
+import { ErrorCode } from '../protocol/constants';
 import { decodeControlMessage, errorMessageFor, optionsOffset, type ControlMessage, type ErrorMessage, type I1Message, type I2bisMessage, type I2Message, type R1bisMessage, type R1Message, type R2Message, type UpdateAcknowledgementMessage, type UpdateRequestMessage } from '../protocol/control-message';
 import { locateShim6Header, PacketError, type HeaderPosition } from '../protocol/ipv6-packet';
 import { findOption, optionTotalLength, type LocatorListOption, type LocatorPreferencesOption, type Shim6Option } from '../protocol/options';
@@ -147,11 +147,10 @@ interface Control {
   peerGeneration: number | undefined;
   localGeneration: number;
   parametersSent: boolean;
-  update: { nonce: number; timeoutMs: number; deadline: number; locators: string[] } | undefined;
+  update: { nonce: number; timeoutMs: number; deadline: number } | undefined;
   /** Request Nonce of the last Update Request accepted: its retransmissions are acknowledged again. */
   lastUpdateNonce: number | undefined;
   establishedAt: number;
-  createdAt: number;
 }
 
 /** True when the list names exactly the context's peer locators. */
@@ -339,7 +338,7 @@ export class ContextMachine {
     if (!ctx || !c || ctx.state !== 'ESTABLISHED') return false;
     const locators = this.ourLocators(ctx.localUlid.text);
     c.localGeneration = (c.localGeneration + 1) >>> 0;
-    c.update = { nonce: this.options.random32(), timeoutMs: this.timers.updateTimeoutMs, deadline: 0, locators };
+    c.update = { nonce: this.options.random32(), timeoutMs: this.timers.updateTimeoutMs, deadline: 0 };
     ctx.localLocators = locators.map((l) => locator(l, 'unverified'));
     refreshLocatorKeys(ctx);
     this.transmitUpdate(ctx, c);
@@ -813,7 +812,6 @@ export class ContextMachine {
   }
 
   private newControl(): Control {
-    const now = this.options.now();
     return {
       pending: undefined,
       retries: 0,
@@ -826,15 +824,14 @@ export class ContextMachine {
       parametersSent: false,
       update: undefined,
       lastUpdateNonce: undefined,
-      establishedAt: now,
-      createdAt: now,
+      establishedAt: this.options.now(),
     };
   }
 
   /** A random 47-bit tag no context has (RFC 5533 section 5: tags are random and unique). */
   private newTag(): number {
     for (;;) {
-      const tag = ((this.options.random32() & 0x7fff) * 0x1_0000_0000 + this.options.random32()) % (MAX_CONTEXT_TAG + 1);
+      const tag = (this.options.random32() & 0x7fff) * 0x1_0000_0000 + this.options.random32();
       if (tag !== 0 && !this.table.hasLocalTag(tag)) return tag;
     }
   }
