@@ -119,10 +119,11 @@ export async function handleConsoleCommand(v: DaemonView, cmd: ConsoleCommand): 
         return CONSOLE_HELP;
       case 'dump': {
         const all = v.table.all();
-        if (cmd.json) return JSON.stringify({ contexts: all.map((c) => ({ ...contextJson(c), exchange: v.controlPlane()?.describe(c.id) ?? null })), dataPlane: v.dataPlane(), control: v.controlPlane()?.counters() ?? null });
+        const cp = v.controlPlane();
+        if (cmd.json) return JSON.stringify({ contexts: all.map((c) => ({ ...contextJson(c), exchange: cp?.describe(c.id) ?? null })), dataPlane: v.dataPlane(), control: cp?.counters() ?? null });
         if (all.length === 0) return 'no contexts';
         const now = v.now();
-        return all.map((c) => contextText(c, now, v.controlPlane()?.describe(c.id))).join('\n\n');
+        return all.map((c) => contextText(c, now, cp?.describe(c.id))).join('\n\n');
       }
       case 'stats':
         return statsText(v);
