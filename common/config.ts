@@ -8,7 +8,8 @@
  *   config.ipcSocket             // '/run/shim6/ipc.sock' (derived from runDir)
  */
 import { posix } from 'node:path';
-import { resolveConfig } from '../iptables-rules/shape';
+import { DEFAULT_RULES_CONFIG as RULES, resolveConfig } from '../iptables-rules/shape';
+import { DEFAULT_TIMERS } from '../shim6d/context-machine';
 import { LOG_LEVELS } from './logger';
 import {
   absolutePath,
@@ -69,13 +70,13 @@ const NETFILTER_FIELDS = ['outChain', 'inChain', 'pairSet', 'outQueue', 'inQueue
 
 const netfilterSchema = object(
   {
-    outChain: withDefault(str({ minLength: 1 }), 'SHIM6-OUT'),
-    inChain: withDefault(str({ minLength: 1 }), 'SHIM6-IN'),
-    pairSet: withDefault(str({ minLength: 1 }), 'shim6-pairs'),
-    outQueue: withDefault(int({ min: 0, max: 65535 }), 141),
-    inQueue: withDefault(int({ min: 0, max: 65535 }), 140),
-    pairMatch: withDefault(oneOf(['auto', 'pair-set', 'per-ulid'] as const), 'auto'),
-    maxPairs: withDefault(int({ min: 1, max: 2 ** 31 }), 65536),
+    outChain: withDefault(str({ minLength: 1 }), RULES.outChain),
+    inChain: withDefault(str({ minLength: 1 }), RULES.inChain),
+    pairSet: withDefault(str({ minLength: 1 }), RULES.pairSet),
+    outQueue: withDefault(int({ min: 0, max: 65535 }), RULES.outQueue),
+    inQueue: withDefault(int({ min: 0, max: 65535 }), RULES.inQueue),
+    pairMatch: withDefault(oneOf(['auto', 'pair-set', 'per-ulid'] as const), RULES.pairMatch),
+    maxPairs: withDefault(int({ min: 1, max: 2 ** 31 }), RULES.maxPairs),
   },
   {
     check(n, key) {
@@ -158,18 +159,19 @@ function duplicates(values: readonly string[], key: string, name: string): void 
 }
 
 /** The context exchange's timers (RFC 5533 section 16); milliseconds. */
+const T = DEFAULT_TIMERS;
 const controlSchema = object({
-  i1TimeoutMs: withDefault(int({ min: 100, max: 600_000 }), 4000),
-  i1Retries: withDefault(int({ min: 0, max: 20 }), 4),
-  i2TimeoutMs: withDefault(int({ min: 100, max: 600_000 }), 4000),
-  i2Retries: withDefault(int({ min: 0, max: 20 }), 2),
-  noR1HoldDownMs: withDefault(int({ min: 0, max: 86_400_000 }), 60_000),
-  icmpHoldDownMs: withDefault(int({ min: 0, max: 86_400_000 }), 600_000),
-  updateTimeoutMs: withDefault(int({ min: 100, max: 600_000 }), 4000),
-  maxUpdateTimeoutMs: withDefault(int({ min: 100, max: 3_600_000 }), 120_000),
-  validatorRotationMs: withDefault(int({ min: 1000, max: 3_600_000 }), 30_000),
-  idleTeardownMs: withDefault(int({ min: 1000, max: 86_400_000 }), 600_000),
-  errorsPerSecond: withDefault(int({ min: 0, max: 10_000 }), 10),
+  i1TimeoutMs: withDefault(int({ min: 100, max: 600_000 }), T.i1TimeoutMs),
+  i1Retries: withDefault(int({ min: 0, max: 20 }), T.i1Retries),
+  i2TimeoutMs: withDefault(int({ min: 100, max: 600_000 }), T.i2TimeoutMs),
+  i2Retries: withDefault(int({ min: 0, max: 20 }), T.i2Retries),
+  noR1HoldDownMs: withDefault(int({ min: 0, max: 86_400_000 }), T.noR1HoldDownMs),
+  icmpHoldDownMs: withDefault(int({ min: 0, max: 86_400_000 }), T.icmpHoldDownMs),
+  updateTimeoutMs: withDefault(int({ min: 100, max: 600_000 }), T.updateTimeoutMs),
+  maxUpdateTimeoutMs: withDefault(int({ min: 100, max: 3_600_000 }), T.maxUpdateTimeoutMs),
+  validatorRotationMs: withDefault(int({ min: 1000, max: 3_600_000 }), T.validatorRotationMs),
+  idleTeardownMs: withDefault(int({ min: 1000, max: 86_400_000 }), T.idleTeardownMs),
+  errorsPerSecond: withDefault(int({ min: 0, max: 10_000 }), T.errorsPerSecond),
 });
 
 /** When a ULID pair deserves a context (shim6d/heuristic.ts). */
