@@ -429,6 +429,12 @@ export class LocalAddressMonitor extends EventEmitter<LocalAddressMonitorEvents>
 
   private endDump(errno: number, interrupted: boolean): void {
     this.dumpSeq = 0;
+    if (errno === ENOBUFS) {
+      // The dump itself overran the receive buffer: what it listed is incomplete; dump again.
+      this.tracker.endDump(false);
+      this.resync('overrun');
+      return;
+    }
     if (errno !== 0) {
       this.tracker.endDump(false);
       this.fail(new RtnetlinkError('dump', errno, 'the kernel ended the RTM_GETADDR dump with an error'));
