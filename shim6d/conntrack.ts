@@ -145,6 +145,9 @@ export interface FlowSample {
   flow: string;
   /** Packets both ways (original + reply); 0 when `counted` is false. */
   packets: number;
+  /** Packets of the original direction (from `source`) and of the reply direction, when counted. */
+  originalPackets?: number;
+  replyPackets?: number;
   /** Octets both ways, when counted. */
   octets?: number;
   /** Whether the entry carried counters (dumps and DESTROY events of flows created with accounting on). */
@@ -599,7 +602,9 @@ export class ConntrackMonitor extends EventEmitter<{ event: [ConntrackEvent]; er
     if (lib.nfct_attr_is_set(ct, ATTR.ID)) sample.id = lib.nfct_get_attr_u32(ct, ATTR.ID);
     if (lib.nfct_attr_is_set(ct, ATTR.ORIG_COUNTER_PACKETS) || lib.nfct_attr_is_set(ct, ATTR.REPL_COUNTER_PACKETS)) {
       sample.counted = true;
-      sample.packets = u64(lib.nfct_get_attr_u64(ct, ATTR.ORIG_COUNTER_PACKETS)) + u64(lib.nfct_get_attr_u64(ct, ATTR.REPL_COUNTER_PACKETS));
+      sample.originalPackets = u64(lib.nfct_get_attr_u64(ct, ATTR.ORIG_COUNTER_PACKETS));
+      sample.replyPackets = u64(lib.nfct_get_attr_u64(ct, ATTR.REPL_COUNTER_PACKETS));
+      sample.packets = sample.originalPackets + sample.replyPackets;
       sample.octets = u64(lib.nfct_get_attr_u64(ct, ATTR.ORIG_COUNTER_BYTES)) + u64(lib.nfct_get_attr_u64(ct, ATTR.REPL_COUNTER_BYTES));
     }
     if (lib.nfct_attr_is_set(ct, ATTR.TIMESTAMP_START)) {

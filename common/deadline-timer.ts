@@ -1,7 +1,8 @@
 /**
- * shim6d's one timer: the pure state machines say when they next need the clock
- * (nextDeadline), and this wakes them then. Every input that may change a deadline calls
- * reschedule(); nothing else in the daemon sets timers for protocol work.
+ * A daemon's one protocol timer (shim6d's context machine, reapd's REAP machine): the pure
+ * state machine says when it next needs the clock (nextDeadline), and this wakes it then.
+ * Every input that may change a deadline calls reschedule(); nothing else in the daemon sets
+ * timers for protocol work.
  */
 export class DeadlineTimer {
   private timer: NodeJS.Timeout | undefined;
