@@ -10,6 +10,7 @@
 import { posix } from 'node:path';
 import { DEFAULT_RULES_CONFIG as RULES, resolveConfig } from '../iptables-rules/shape';
 import { DEFAULT_TIMERS } from '../shim6d/context-machine';
+import { DEFAULT_REAP_TIMERS } from '../reapd/reap-timers';
 import { LOG_LEVELS } from './logger';
 import {
   absolutePath,
@@ -185,6 +186,14 @@ const heuristicSchema = object({
   pollMs: withDefault(int({ min: 100, max: 60_000 }), 1000),
 });
 
+/** shim6d's link to reapd (shim6d/reap-link.ts). */
+const reapLinkSchema = object({
+  /** false: no IPC with reapd, no failure detection; contexts stay on the pair they have. */
+  enabled: withDefault(bool(), true),
+  /** How often context changes and traffic counters go to reapd. */
+  intervalMs: withDefault(int({ min: 100, max: 60_000 }), 500),
+});
+
 const shim6dSchema = object(
   {
     pidFile: optional(absolutePath()),
@@ -192,6 +201,7 @@ const shim6dSchema = object(
     identities: withDefault(arrayOf(absolutePath(), { max: 64 }), []),
     control: withDefault(controlSchema, controlSchema.parse({}, 'shim6d.control')),
     heuristic: withDefault(heuristicSchema, heuristicSchema.parse({}, 'shim6d.heuristic')),
+    reap: withDefault(reapLinkSchema, reapLinkSchema.parse({}, 'shim6d.reap')),
     log: withDefault(logSchema, logSchema.parse({}, 'shim6d.log')),
     console: withDefault(consoleSchema, consoleSchema.parse({}, 'shim6d.console')),
     netfilter: withDefault(netfilterSchema, netfilterSchema.parse({}, 'shim6d.netfilter')),
@@ -222,9 +232,33 @@ const shim6dSchema = object(
   },
 );
 
+/** REAP's timers (RFC 5534 section 6; reapd/reap-timers.ts); milliseconds except the Keepalive Timeout. */
+const R = DEFAULT_REAP_TIMERS;
+const reapTimersSchema = object(
+  {
+    /** Seconds: announced to peers (Keepalive Timeout option); a peer that hears nothing for this long explores. */
+    keepaliveTimeout: withDefault(int({ min: 1, max: 65535 }), R.keepaliveTimeout),
+    sendTimeoutMs: withDefault(int({ min: 100, max: 3_600_000 }), R.sendTimeout * 1000),
+    /** Unset: a third of the peer's Keepalive Timeout. */
+    keepaliveIntervalMs: optional(int({ min: 100, max: 3_600_000 })),
+    initialProbes: withDefault(int({ min: 1, max: 100 }), R.initialProbes),
+    initialProbeIntervalMs: withDefault(int({ min: 10, max: 60_000 }), R.initialProbeInterval * 1000),
+    maxProbeIntervalMs: withDefault(int({ min: 10, max: 3_600_000 }), R.maxProbeInterval * 1000),
+    ulidRetryIntervalMs: withDefault(int({ min: 100, max: 3_600_000 }), R.ulidRetryInterval * 1000),
+    historyLength: withDefault(int({ min: 1, max: 32 }), R.historyLength),
+  },
+  {
+    check(t, key) {
+      if (t.sendTimeoutMs < t.keepaliveTimeout * 1000) throw new ConfigError(childKey(key, 'sendTimeoutMs'), `must not be shorter than keepaliveTimeout (${t.keepaliveTimeout} s): a quiet peer would look dead`);
+      if (t.maxProbeIntervalMs < t.initialProbeIntervalMs) throw new ConfigError(childKey(key, 'maxProbeIntervalMs'), `must not be shorter than initialProbeIntervalMs (${t.initialProbeIntervalMs})`);
+    },
+  },
+);
+
 const reapdSchema = object({
   pidFile: optional(absolutePath()),
   log: withDefault(logSchema, logSchema.parse({}, 'reapd.log')),
+  timers: withDefault(reapTimersSchema, reapTimersSchema.parse({}, 'reapd.timers')),
 });
 
 const rootSchema = object({

@@ -9,6 +9,7 @@ import type { ContextTable } from './context-table';
 import type { DataPlaneStats } from './data-plane';
 import { CONSOLE_HELP, type ConsoleCommand } from './console-commands';
 import type { ShimControl } from './shim-control';
+import type { IpcReapStatus } from '../ipc';
 
 /** What the console needs of the control plane. */
 export interface ControlView {
@@ -33,6 +34,31 @@ export interface DaemonView {
   console(): { requests: number; errors: number; internalErrors: number };
   /** The context exchange (shim6d/control-plane.ts); undefined before it started. */
   controlPlane(): ControlView | undefined;
+  /** The link to reapd (shim6d/reap-link.ts); undefined when REAP is disabled in the configuration. */
+  reap(): ReapView | undefined;
+}
+
+/** What the console shows of REAP: reapd's reports, through the IPC link. */
+export interface ReapView {
+  connected: boolean;
+  status(id: number): IpcReapStatus | undefined;
+  stats: Record<string, number>;
+}
+
+function reapText(ctx: ShimContext, now: number, reap: ReapView | undefined): string[] {
+  if (!reap) return ['  REAP           disabled (shim6d.reap.enabled is false)'];
+  const s = reap.status(ctx.id);
+  if (!s) return [`  REAP           ${reap.connected ? 'no report from reapd yet' : 'reapd not connected'}`];
+  const lines = [
+    `  REAP           ${s.state} since ${ago(now, s.since)}${reap.connected ? '' : ' (reapd not connected: last report)'}; pair ${s.current.local} → ${s.current.peer}`,
+    `  REAP counters  keepalives ${s.keepalivesSent} sent, ${s.keepalivesReceived} received; probes ${s.probesSent} sent, ${s.probesReceived} received`,
+  ];
+  const recent = s.history.slice(-8);
+  if (recent.length) {
+    lines.push('  probe history');
+    for (const h of recent) lines.push(`    ${ago(now, h.at).padEnd(12)} ${h.direction.padEnd(8)} ${h.local} ${h.direction === 'sent' ? '→' : '←'} ${h.peer} nonce ${h.nonce >>> 0}`);
+  }
+  return lines;
 }
 
 function drops(d: DropCounters): string {
@@ -48,7 +74,7 @@ function tag(t: number): string {
   return `0x${t.toString(16).padStart(12, '0')}`;
 }
 
-export function contextText(ctx: ShimContext, now: number, control?: Record<string, unknown>): string {
+export function contextText(ctx: ShimContext, now: number, control?: Record<string, unknown>, reap?: ReapView): string {
   const c = ctx.counters;
   const locs = (ls: ShimContext['localLocators']): string => ls.map((l) => `${l.text} [${l.verification}]`).join(', ');
   const shimmed = isShimmed(ctx);
@@ -64,7 +90,7 @@ export function contextText(ctx: ShimContext, now: number, control?: Record<stri
     `  drops          ${drops(c.drops)}`,
     `  packet too big ${c.packetTooBigSent} sent`,
     ...(control ? [`  exchange       ${Object.entries(control).filter(([, x]) => x !== undefined).map(([k, x]) => `${k} ${String(x)}`).join(', ') || 'idle'}`] : []),
-    `  REAP           not running (reapd is not part of this build)`,
+    ...reapText(ctx, now, reap),
   ].join('\n');
 }
 
@@ -107,6 +133,8 @@ function statsText(v: DaemonView): string {
     lines.push(`control          ${counted.length ? counted.join(', ') : 'nothing yet'}`);
     lines.push(`local locators   ${cp.localLocators().join(', ') || 'none'}`);
   }
+  const reap = v.reap();
+  lines.push(reap ? `reapd            ${reap.connected ? 'connected' : 'not connected'}; ${Object.entries(reap.stats).map(([k, n]) => `${k} ${n}`).join(', ')}` : 'reapd            disabled');
   return lines.join('\n');
 }
 
@@ -120,10 +148,18 @@ export async function handleConsoleCommand(v: DaemonView, cmd: ConsoleCommand): 
       case 'dump': {
         const all = v.table.all();
         const cp = v.controlPlane();
-        if (cmd.json) return JSON.stringify({ contexts: all.map((c) => ({ ...contextJson(c), exchange: cp?.describe(c.id) ?? null })), dataPlane: v.dataPlane(), control: cp?.counters() ?? null });
+        const reap = v.reap();
+        if (cmd.json) {
+          return JSON.stringify({
+            contexts: all.map((c) => ({ ...contextJson(c), exchange: cp?.describe(c.id) ?? null, reap: reap?.status(c.id) ?? null })),
+            dataPlane: v.dataPlane(),
+            control: cp?.counters() ?? null,
+            reapd: reap ? { connected: reap.connected, ...reap.stats } : null,
+          });
+        }
         if (all.length === 0) return 'no contexts';
         const now = v.now();
-        return all.map((c) => contextText(c, now, cp?.describe(c.id))).join('\n\n');
+        return all.map((c) => contextText(c, now, cp?.describe(c.id), reap)).join('\n\n');
       }
       case 'stats':
         return statsText(v);

@@ -21,9 +21,13 @@ import { ContextMachine, type MachineEvent, type MachineTimers } from './context
 import { HostLocatorSecurity, LocalIdentity } from './locator-security';
 import { LocalAddressMonitor } from './local-addresses';
 import type { ShimControl } from './shim-control';
-import { DeadlineTimer } from './timers';
+import { DeadlineTimer } from '../common/deadline-timer';
 import { ConntrackMonitor } from './conntrack';
 import { ContextHeuristic } from './heuristic';
+import { FlowActivity } from './flow-activity';
+import { ReapLink } from './reap-link';
+import { locateShim6Header, PacketError, type HeaderPosition } from '../protocol/ipv6-packet';
+import { MessageType } from '../protocol/constants';
 
 export interface HeuristicConfig {
   enabled: boolean;
@@ -45,6 +49,8 @@ export interface ControlPlaneOptions {
   /** Last time the data plane saw a context's traffic (ms); conntrack's view is added here. */
   lastActivity: (ctx: ShimContext) => number;
   heuristic: HeuristicConfig;
+  /** The IPC link to reapd; undefined: REAP disabled. */
+  reap?: { socket: string; intervalMs: number };
 }
 
 /** Events worth an info line; the rest are debug (and all are counted). */
@@ -60,6 +66,8 @@ export class ControlPlane {
   private conntrack: ConntrackMonitor | undefined;
   private heuristic: ContextHeuristic | undefined;
   private poller: NodeJS.Timeout | undefined;
+  private flowActivity: FlowActivity | undefined;
+  readonly reap: ReapLink | undefined;
 
   constructor(private readonly o: ControlPlaneOptions) {
     const identities = o.identities.map((dir) => LocalIdentity.load(dir));
@@ -82,6 +90,7 @@ export class ControlPlane {
           o.log.info('context established', { id: ctx.id, ulids: `${ctx.localUlid.text} → ${ctx.peerUlid.text}`, pair: `${ctx.current.local.text} → ${ctx.current.peer.text}`, peerLocators: ctx.peerLocators.map((l) => `${l.text}[${l.verification}]`).join(',') });
           // A context rebuilt by I2bis starts on the pair the recovery used, which is not always the ULIDs.
           if (isShimmed(ctx)) void o.addShimmedPair(ctx.localUlid.text, ctx.peerUlid.text).catch((e: unknown) => o.log.warn('could not add the rule of an established context', { id: ctx.id, error: String(e) }));
+          setImmediate(() => this.reap?.flush());
         },
         peerLocatorsChanged: (ctx, currentPairBroken) => {
           o.log.info('peer locators changed', { id: ctx.id, locators: ctx.peerLocators.map((l) => l.text).join(','), currentPairBroken });
@@ -121,49 +130,101 @@ export class ControlPlane {
     };
     this.addresses.on('added', changed('added'));
     this.addresses.on('removed', changed('removed'));
+    // The locator in use went away: REAP explores now instead of waiting for a send timeout.
+    this.addresses.on('removed', (a: { address: string }) => {
+      for (const ctx of o.table.values()) {
+        if (ctx.state === 'ESTABLISHED' && ctx.current.local.text === a.address) this.reap?.explore(ctx, `local locator ${a.address} removed`);
+      }
+    });
+    if (o.reap) {
+      this.reap = new ReapLink({
+        path: o.reap.socket,
+        table: o.table,
+        control: o.control,
+        log: o.log,
+        intervalMs: o.reap.intervalMs,
+        activity: (ctx) => {
+          const flows = this.flowActivity?.activity(ctx.localUlid.text, ctx.peerUlid.text) ?? { sent: 0, received: 0 };
+          return { sent: flows.sent + ctx.counters.shimmedPackets, received: flows.received + ctx.counters.deshimmedPackets };
+        },
+      });
+    }
     this.addresses.on('error', (e: Error) => o.log.warn('rtnetlink', { error: e.message }));
   }
 
   async start(): Promise<void> {
     await this.addresses.ready;
     this.o.log.info('local locators', { addresses: this.addresses.addresses().map((a) => a.address).join(',') });
-    if (this.o.heuristic.enabled) this.startHeuristic();
+    if (this.o.heuristic.enabled || this.o.reap) this.startConntrack();
+    this.reap?.start();
     this.timer.reschedule();
   }
 
   /**
-   * The conntrack heuristic: every pollMs, conntrack's per-flow counters go into the
-   * heuristic, and each ULID pair that passes the threshold gets a context (I1), unless it
-   * has one, its peer is in hold-down, or an address is link-local, loopback or multicast.
+   * conntrack, read every poll interval, feeds two things: the heuristic (each ULID pair that
+   * passes the threshold gets a context (I1), unless it has one, its peer is in hold-down, or
+   * an address is link-local, loopback or multicast) and REAP's per-direction activity of
+   * contexts on their ULID pair (flow-activity.ts), which reapd needs to see data flow.
    */
-  private startHeuristic(): void {
+  private startConntrack(): void {
     const h = this.o.heuristic;
     const locals = (): Set<string> => new Set(this.localLocators());
-    this.heuristic = new ContextHeuristic({
-      packetThreshold: h.packets,
-      activeSeconds: h.activeSeconds,
-      holdDownCheck: (peer) => this.machine.inHoldDown(peer),
-      hasContext: (local, peer) => this.o.table.byUlids(local, peer) !== undefined,
-      isLocal: (address) => locals().has(address),
-    });
+    if (h.enabled) {
+      this.heuristic = new ContextHeuristic({
+        packetThreshold: h.packets,
+        activeSeconds: h.activeSeconds,
+        holdDownCheck: (peer) => this.machine.inHoldDown(peer),
+        hasContext: (local, peer) => this.o.table.byUlids(local, peer) !== undefined,
+        isLocal: (address) => locals().has(address),
+      });
+    }
+    if (this.o.reap) {
+      let localSet = locals();
+      let localSetAt = 0;
+      this.flowActivity = new FlowActivity(
+        (address) => {
+          if (Date.now() - localSetAt > 1000) {
+            localSet = locals();
+            localSetAt = Date.now();
+          }
+          return localSet.has(address);
+        },
+        (local, peer) => this.o.table.byUlids(local, peer) !== undefined,
+      );
+    }
     this.conntrack = new ConntrackMonitor();
     this.conntrack.on('error', (e: Error) => this.o.log.warn('conntrack', { error: e.message }));
-    this.conntrack.on('event', (e) => this.consider(this.heuristic?.observe(e) ?? []));
+    this.conntrack.on('event', (e) => {
+      this.flowActivity?.observe(e);
+      if (this.heuristic) this.consider(this.heuristic.observe(e));
+    });
     this.conntrack.start();
+    const pollMs = this.o.reap ? Math.min(h.pollMs, this.o.reap.intervalMs) : h.pollMs;
     this.poller = setInterval(() => {
       try {
-        const heuristic = this.heuristic;
         const conntrack = this.conntrack;
-        if (!heuristic || !conntrack) return;
-        for (const sample of conntrack.poll()) this.consider(heuristic.observe(sample));
-        this.consider(heuristic.check());
-        heuristic.sweep();
+        if (!conntrack) return;
+        const heuristic = this.heuristic;
+        const flows = this.flowActivity;
+        flows?.beginDump();
+        for (const sample of conntrack.poll()) {
+          flows?.observe(sample);
+          if (heuristic) this.consider(heuristic.observe(sample));
+        }
+        if (flows) {
+          flows.endDump();
+          flows.prune();
+        }
+        if (heuristic) {
+          this.consider(heuristic.check());
+          heuristic.sweep();
+        }
       } catch (e) {
         this.o.log.warn('conntrack poll failed', { error: e instanceof Error ? e.message : String(e) });
       }
-    }, h.pollMs);
+    }, pollMs);
     this.poller.unref();
-    this.o.log.info('conntrack heuristic running', { packets: h.packets, activeSeconds: h.activeSeconds, pollMs: h.pollMs });
+    if (h.enabled) this.o.log.info('conntrack heuristic running', { packets: h.packets, activeSeconds: h.activeSeconds, pollMs: h.pollMs });
   }
 
   private consider(candidates: ReadonlyArray<{ local: string; peer: string; reason: string; packets: number }>): void {
@@ -175,6 +236,7 @@ export class ControlPlane {
 
   async stop(): Promise<void> {
     this.timer.stop();
+    await this.reap?.stop();
     if (this.poller) clearInterval(this.poller);
     await this.conntrack?.close();
     this.sender.close();
@@ -190,7 +252,9 @@ export class ControlPlane {
     }
   }
 
+  /** A control message from the inbound queue: Keepalive and Probe are reapd's, the rest the machine's. */
   receive(packet: Buffer): void {
+    if (this.reap && isReapMessage(packet)) return this.reap.reapPacket(packet);
     this.input(() => this.machine.receive(packet));
   }
 
@@ -217,4 +281,14 @@ export class ControlPlane {
   localLocators(): string[] {
     return this.addresses.addresses().map((a) => a.address);
   }
+}
+
+/** Whether a control message is a Keepalive or a Probe (REAP's, RFC 5534 section 5). */
+export function isReapMessage(packet: Buffer): boolean {
+  if (packet.length < 48) return false;
+  const at: HeaderPosition = { offset: 0, nextHeaderOffset: 0 };
+  const found = locateShim6Header(packet, at);
+  if (found instanceof PacketError || !found || packet.length < at.offset + 3) return false;
+  const type = packet[at.offset + 2]! & 0x7f;
+  return type === MessageType.Keepalive || type === MessageType.Probe;
 }

@@ -137,6 +137,7 @@ export class Shim6Daemon {
         log: this.log,
         lastActivity: (ctx) => Math.max(ctx.counters.lastShimmedAt, ctx.counters.lastDeshimmedAt),
         heuristic: c.heuristic,
+        reap: c.reap.enabled ? { socket: this.config.ipcSocket, intervalMs: c.reap.intervalMs } : undefined,
       });
       await this.controlPlane.start();
       if (c.console.enabled) {
@@ -216,6 +217,11 @@ export class Shim6Daemon {
           counters: () => Object.fromEntries(cp.counters),
           localLocators: () => cp.localLocators(),
         };
+      },
+      reap: () => {
+        const link = this.controlPlane?.reap;
+        if (!link) return undefined;
+        return { connected: link.connected, status: (id) => link.status(id), stats: { ...link.stats } };
       },
     };
   }

@@ -98,6 +98,7 @@ describe('config', function () {
             errorsPerSecond: 10,
           },
           heuristic: { enabled: true, packets: 50, activeSeconds: 10, pollMs: 1000 },
+          reap: { enabled: true, intervalMs: 500 },
           log: { level: 'info', stderr: true },
           console: { enabled: true, port: 19384, addresses: ['127.0.0.1', '::1'] },
           netfilter: { outChain: 'SHIM6-OUT', inChain: 'SHIM6-IN', pairSet: 'shim6-pairs', outQueue: 141, inQueue: 140, pairMatch: 'auto', maxPairs: 65536 },
@@ -107,10 +108,18 @@ describe('config', function () {
         reapd: {
           pidFile: '/run/shim6/reapd.pid',
           log: { level: 'info', stderr: true },
+          timers: { keepaliveTimeout: 10, sendTimeoutMs: 15000, initialProbes: 4, initialProbeIntervalMs: 500, maxProbeIntervalMs: 60000, ulidRetryIntervalMs: 10000, historyLength: 32 },
         },
       });
       assert.deepEqual(defaultShim6Config(), parse({}));
       assert.equal(DEFAULT_CONFIG_PATH, '/etc/shim6/shim6.json');
+    });
+
+    it('checks REAP timers against each other, naming the key', () => {
+      rejects({ reapd: { timers: { keepaliveTimeout: 10, sendTimeoutMs: 5000 } } }, 'reapd.timers.sendTimeoutMs');
+      rejects({ reapd: { timers: { initialProbeIntervalMs: 5000, maxProbeIntervalMs: 1000 } } }, 'reapd.timers.maxProbeIntervalMs');
+      rejects({ reapd: { timers: { keepaliveTimeout: 0 } } }, 'reapd.timers.keepaliveTimeout');
+      assert.equal(parse({ reapd: { timers: { keepaliveTimeout: 1, sendTimeoutMs: 1000 } } }).reapd.timers.sendTimeoutMs, 1000);
     });
 
     it('gives every parse its own copy of the defaults', () => {
@@ -157,7 +166,7 @@ describe('config', function () {
     });
 
     it('refuses unknown keys at every level, listing the known ones', () => {
-      rejects({ shim6d: { consol: {} } }, 'shim6d.consol', "config key 'shim6d.consol': unknown key (expected one of: pidFile, identities, control, heuristic, log, console, netfilter, dataPlane, contexts)");
+      rejects({ shim6d: { consol: {} } }, 'shim6d.consol', "config key 'shim6d.consol': unknown key (expected one of: pidFile, identities, control, heuristic, reap, log, console, netfilter, dataPlane, contexts)");
       rejects({ shim6d: { log: { lvl: 'debug' } } }, 'shim6d.log.lvl', /unknown key \(expected one of: level, file, stderr\)$/);
       rejects({ runDirectory: '/x' }, 'runDirectory', /expected one of: runDir, ipcSocket, shim6d, reapd/);
       rejects(withContexts({ ...CTX, tag: 3 }), 'shim6d.contexts[0].tag');

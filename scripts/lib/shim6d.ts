@@ -1,7 +1,10 @@
 /**
- * shim6d on the testbed, started as a user would (bin/shim6d --config FILE inside the
- * host's namespace), with its own run directory, and its admin console reached from inside
- * that namespace. Used by the integration tests, the benchmarks and the demo.
+ * shim6d and reapd on the testbed, started as a user would (bin/NAME --config FILE inside
+ * the host's namespace), with one run directory (and one configuration file) per host, and
+ * shim6d's admin console reached from inside that namespace. Used by the integration tests,
+ * the benchmarks and the demo.
+ *
+ *   const r = await ReapdProcess.start(tb, 'a', config);   // first: shim6d connects to it
  *
  *   const d = await Shim6dProcess.start(tb, 'a', { shim6d: { contexts: [...] } });
  *   await d.console('shim 1 2001:db8:a2::a 2001:db8:b2::b');
@@ -17,7 +20,6 @@ import type { Host, Testbed } from './testbed';
 import { waitFor } from './wait';
 
 const ROOT = join(__dirname, '..', '..');
-const BIN = join(ROOT, 'bin', 'shim6d');
 const BUILT = join(ROOT, 'dist', 'shim6d', 'main.js');
 const SOURCE_DIRS = ['protocol', 'common', 'shim6d', 'reapd', 'ipc', 'iptables-rules'];
 
@@ -52,26 +54,52 @@ setTimeout(() => process.exit(1), Number(timeoutMs));
 `;
 
 export interface StartOptions {
-  /** Wait this long for the console to answer (default 20 s). */
+  /** Wait this long for the daemon to be ready (default 20 s). */
   timeoutMs?: number;
   /** Log level (default debug: the log is kept in the run directory). */
   logLevel?: string;
 }
 
-export type ConfigDocument = Record<string, unknown> & { shim6d?: Record<string, unknown> };
+export type ConfigDocument = Record<string, unknown> & { shim6d?: Record<string, unknown>; reapd?: Record<string, unknown> };
 
-export class Shim6dProcess {
+export type DaemonName = 'shim6d' | 'reapd';
+
+/** The run directory used for host (its config, pid files, IPC socket and logs live there). */
+export function runDirOf(tb: Testbed, host: Host): string {
+  return join('/tmp', `shim6-${tb.id}-${host}`);
+}
+
+/**
+ * Writes the host's one configuration file (both daemons read it): runDir and each daemon's
+ * log file filled in unless given. Returns its path.
+ */
+export function writeHostConfig(tb: Testbed, host: Host, config: ConfigDocument, logLevel = 'debug'): string {
+  const runDir = runDirOf(tb, host);
+  mkdirSync(runDir, { recursive: true, mode: 0o700 });
+  const doc = {
+    runDir,
+    ...config,
+    shim6d: { log: { level: logLevel, file: join(runDir, 'shim6d.log'), stderr: true }, ...(config.shim6d ?? {}) },
+    reapd: { log: { level: logLevel, file: join(runDir, 'reapd.log'), stderr: true }, ...(config.reapd ?? {}) },
+  };
+  const configFile = join(runDir, 'shim6.json');
+  writeFileSync(configFile, `${JSON.stringify(doc, null, 2)}\n`);
+  return configFile;
+}
+
+/** One daemon process in a testbed host, started as a user would: bin/NAME --config FILE. */
+export class DaemonProcess {
   private exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
   stderr = '';
 
-  private constructor(
+  protected constructor(
+    readonly name: DaemonName,
     readonly tb: Testbed,
     readonly host: Host,
     readonly child: ChildProcess,
     readonly runDir: string,
     readonly configFile: string,
     readonly logFile: string,
-    readonly consolePort: number,
   ) {
     child.stderr?.setEncoding('utf8').on('data', (d: string) => {
       this.stderr = (this.stderr + d).slice(-65536);
@@ -79,49 +107,25 @@ export class Shim6dProcess {
     child.once('exit', (code, signal) => (this.exit = { code, signal }));
   }
 
-  /** The run directory used for host (its config, pid file and log live there). */
-  static runDirOf(tb: Testbed, host: Host): string {
-    return join('/tmp', `shim6-${tb.id}-${host}`);
-  }
-
-  /**
-   * Writes the configuration (runDir, log file and console filled in unless given) and starts
-   * shim6d; resolves once its console answers. Rejects with the daemon's stderr if it exits.
-   */
-  static async start(tb: Testbed, host: Host, config: ConfigDocument, options: StartOptions = {}): Promise<Shim6dProcess> {
+  protected static spawnDaemon(name: DaemonName, tb: Testbed, host: Host, config: ConfigDocument, options: StartOptions): { child: ChildProcess; runDir: string; configFile: string; logFile: string } {
     ensureBuilt();
-    const runDir = Shim6dProcess.runDirOf(tb, host);
-    mkdirSync(runDir, { recursive: true, mode: 0o700 });
-    const logFile = join(runDir, 'shim6d.log');
-    const s = config.shim6d ?? {};
-    const doc = {
-      runDir,
-      ...config,
-      shim6d: {
-        log: { level: options.logLevel ?? 'debug', file: logFile, stderr: true },
-        ...s,
-      },
-    };
-    const consolePort = Number((s['console'] as { port?: number } | undefined)?.port ?? defaultShim6Config().shim6d.console.port);
-    const configFile = join(runDir, 'shim6.json');
-    writeFileSync(configFile, `${JSON.stringify(doc, null, 2)}\n`);
-    const child = tb.spawn(host, process.execPath, [BIN, '--config', configFile], { stdio: ['ignore', 'ignore', 'pipe'] });
-    const d = new Shim6dProcess(tb, host, child, runDir, configFile, logFile, consolePort);
-    await d.waitReady(options.timeoutMs ?? 20_000);
-    return d;
+    const configFile = writeHostConfig(tb, host, config, options.logLevel);
+    const runDir = runDirOf(tb, host);
+    const child = tb.spawn(host, process.execPath, [join(ROOT, 'bin', name), '--config', configFile], { stdio: ['ignore', 'ignore', 'pipe'] });
+    return { child, runDir, configFile, logFile: join(runDir, `${name}.log`) };
   }
 
-  /** Resolves once the console answers `stats`. */
-  async waitReady(timeoutMs = 20_000): Promise<void> {
+  /** Polls `ready` until it holds; rejects with the daemon's stderr if it exits first. */
+  protected async waitUntil(ready: () => Promise<boolean> | boolean, what: string, timeoutMs: number): Promise<void> {
+    const exited = (): Error => new Error(`${this.name} in ${this.host} exited (${String(this.exit?.code ?? this.exit?.signal)}): ${this.stderr.trim()}`);
     await waitFor(
       async () => {
-        if (this.exit) throw new Error(`shim6d in ${this.host} exited (${String(this.exit.code ?? this.exit.signal)}): ${this.stderr.trim()}`);
-        const r = await this.tryConsole('stats', 500);
-        return r !== undefined && r.startsWith('uptime');
+        if (this.exit) throw exited();
+        return ready();
       },
-      { what: `shim6d in ${this.host} to answer on its console`, timeoutMs, intervalMs: 100 },
+      { what: `${this.name} in ${this.host} ${what}`, timeoutMs, intervalMs: 100 },
     ).catch((e: unknown) => {
-      if (this.exit) throw new Error(`shim6d in ${this.host} exited (${String(this.exit.code ?? this.exit.signal)}): ${this.stderr.trim()}`);
+      if (this.exit) throw exited();
       throw e;
     });
   }
@@ -134,28 +138,9 @@ export class Shim6dProcess {
     return this.exit === undefined;
   }
 
-  private async tryConsole(command: string, timeoutMs: number): Promise<string | undefined> {
-    const r = await this.tb.exec(this.host, [process.execPath, '-e', CONSOLE_CLIENT, String(this.consolePort), String(timeoutMs), command], {
-      check: false,
-      timeoutMs: timeoutMs + 10_000,
-    });
-    return r.code === 0 ? r.stdout : undefined;
-  }
-
-  /** One console command, its reply; throws if no reply comes within 5 s. */
-  async console(command: string): Promise<string> {
-    const r = await this.tryConsole(command, 5000);
-    if (r === undefined) throw new Error(`no console reply from shim6d in ${this.host} to '${command}'`);
-    return r;
-  }
-
-  async dumpJson(): Promise<DumpJson> {
-    return JSON.parse(await this.console('dump json')) as DumpJson;
-  }
-
   /** Waits for the process to exit; resolves with its status. */
   async waitExit(timeoutMs = 20_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-    return waitFor(() => this.exit, { what: `shim6d in ${this.host} to exit`, timeoutMs, intervalMs: 20 });
+    return waitFor(() => this.exit, { what: `${this.name} in ${this.host} to exit`, timeoutMs, intervalMs: 20 });
   }
 
   /** SIGTERM, then waits for the exit. */
@@ -176,9 +161,86 @@ export class Shim6dProcess {
     return existsSync(this.logFile) ? readFileSync(this.logFile, 'utf8') : '';
   }
 
-  /** Removes the run directory (after the process has exited). */
+  /** Removes the run directory (after the processes have exited). */
   cleanup(): void {
     rmSync(this.runDir, { recursive: true, force: true });
+  }
+}
+
+/** A Node program: exits 0 if the Unix socket argv[1] accepts a connection within 1 s. */
+const SOCKET_PROBE = `
+const s = require('node:net').connect(process.argv[1]);
+s.on('connect', () => { s.destroy(); process.exit(0); });
+s.on('error', () => process.exit(1));
+setTimeout(() => process.exit(1), 1000);
+`;
+
+/** reapd in a testbed host; ready once its IPC socket accepts connections. */
+export class ReapdProcess extends DaemonProcess {
+  static async start(tb: Testbed, host: Host, config: ConfigDocument, options: StartOptions = {}): Promise<ReapdProcess> {
+    const s = DaemonProcess.spawnDaemon('reapd', tb, host, config, options);
+    const d = new ReapdProcess('reapd', tb, host, s.child, s.runDir, s.configFile, s.logFile);
+    const socket = typeof config['ipcSocket'] === 'string' ? config['ipcSocket'] : join(s.runDir, 'ipc.sock');
+    await d.waitUntil(async () => existsSync(socket) && (await tb.exec(host, [process.execPath, '-e', SOCKET_PROBE, socket], { check: false })).code === 0, 'to listen on its IPC socket', options.timeoutMs ?? 20_000);
+    return d;
+  }
+}
+
+/** shim6d in a testbed host; ready once its console answers. */
+export class Shim6dProcess extends DaemonProcess {
+  readonly consolePort: number;
+
+  private constructor(tb: Testbed, host: Host, s: { child: ChildProcess; runDir: string; configFile: string; logFile: string }, consolePort: number) {
+    super('shim6d', tb, host, s.child, s.runDir, s.configFile, s.logFile);
+    this.consolePort = consolePort;
+  }
+
+  /** The run directory used for host (its config, pid file and log live there). */
+  static runDirOf(tb: Testbed, host: Host): string {
+    return runDirOf(tb, host);
+  }
+
+  /**
+   * Writes the configuration (runDir, log file and console filled in unless given) and starts
+   * shim6d; resolves once its console answers. Rejects with the daemon's stderr if it exits.
+   */
+  static async start(tb: Testbed, host: Host, config: ConfigDocument, options: StartOptions = {}): Promise<Shim6dProcess> {
+    const s = DaemonProcess.spawnDaemon('shim6d', tb, host, config, options);
+    const consolePort = Number((config.shim6d?.['console'] as { port?: number } | undefined)?.port ?? defaultShim6Config().shim6d.console.port);
+    const d = new Shim6dProcess(tb, host, s, consolePort);
+    await d.waitReady(options.timeoutMs ?? 20_000);
+    return d;
+  }
+
+  /** Resolves once the console answers `stats`. */
+  async waitReady(timeoutMs = 20_000): Promise<void> {
+    await this.waitUntil(
+      async () => {
+        const r = await this.tryConsole('stats', 500);
+        return r !== undefined && r.startsWith('uptime');
+      },
+      'to answer on its console',
+      timeoutMs,
+    );
+  }
+
+  private async tryConsole(command: string, timeoutMs: number): Promise<string | undefined> {
+    const r = await this.tb.exec(this.host, [process.execPath, '-e', CONSOLE_CLIENT, String(this.consolePort), String(timeoutMs), command], {
+      check: false,
+      timeoutMs: timeoutMs + 10_000,
+    });
+    return r.code === 0 ? r.stdout : undefined;
+  }
+
+  /** One console command, its reply; throws if no reply comes within 5 s. */
+  async console(command: string): Promise<string> {
+    const r = await this.tryConsole(command, 5000);
+    if (r === undefined) throw new Error(`no console reply from shim6d in ${this.host} to '${command}'`);
+    return r;
+  }
+
+  async dumpJson(): Promise<DumpJson> {
+    return JSON.parse(await this.console('dump json')) as DumpJson;
   }
 }
 
@@ -191,6 +253,8 @@ export interface DumpContext {
   peerContextTag: number;
   currentPair: { local: string; peer: string };
   shimmed: boolean;
+  /** reapd's last report (null: none yet, or REAP disabled). */
+  reap: { state: 'operational' | 'exploring' | 'inbound-ok'; since: number; probesSent: number; probesReceived: number; keepalivesSent: number; keepalivesReceived: number; current: { local: string; peer: string }; history: Array<{ at: number; direction: string; local: string; peer: string; nonce: number }> } | null;
   pathMtu: number | null;
   counters: {
     shimmedPackets: number;
@@ -204,6 +268,7 @@ export interface DumpContext {
 
 export interface DumpJson {
   contexts: DumpContext[];
+  reapd: ({ connected: boolean } & Record<string, number | boolean>) | null;
   dataPlane: { outboundPackets: number; inboundPackets: number; shimmedPackets: number; deshimmedPackets: number; controlMessages: number; packetTooBigSent: number; drops: Record<string, number> };
 }
 
