@@ -3,6 +3,10 @@
  * the reply crosses R_j), path cuts both ways and one way, and clean destruction.
  */
 import { strict as assert } from 'node:assert';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ensureBuilt } from '../scripts/lib/shim6d';
 import { run, Testbed, TESTBED_SCRIPT, type Host } from '../scripts/lib/testbed';
 
 /** Namespaces in `ip netns list`. */
@@ -210,5 +214,90 @@ describe('testbed (scripts/testbed)', function () {
     assert.equal((await run([TESTBED_SCRIPT, 'destroy', t2.id], { check: false })).code, 0);
     assert.equal((await run([TESTBED_SCRIPT, 'status', t2.id], { check: false })).code, 3);
     assert.deepEqual(await workingPairs(t1), ['a1-b1', 'a1-b2', 'a2-b1', 'a2-b2']);
+  });
+});
+
+describe('testbed --hba (HBA ULIDs and daemon configurations)', function () {
+  this.timeout(60_000);
+  const beds: Testbed[] = [];
+  let plain: Testbed | undefined;
+
+  before(async () => {
+    ensureBuilt(); // bin/shim6-cga and bin/shim6-config run dist/
+    const made = await Promise.allSettled([Testbed.create({ hba: true }), Testbed.create({ hba: true }), Testbed.create()]);
+    for (const m of made.slice(0, 2)) if (m.status === 'fulfilled') beds.push(m.value);
+    if (made[2]?.status === 'fulfilled') plain = made[2].value;
+    for (const m of made) if (m.status === 'rejected') throw m.reason;
+  });
+  after(async () => {
+    const results = await Promise.allSettled([...beds, ...(plain ? [plain] : [])].map((t) => t.destroy()));
+    for (const r of results) if (r.status === 'rejected') throw r.reason;
+  });
+
+  it('two at once: each host has its own HBA set on its interfaces and its own configuration', async () => {
+    assert.equal(beds.length, 2);
+    const runDirs = new Set<string>();
+    for (const t of beds) {
+      assert.ok(t.files !== undefined && existsSync(t.files), 'the testbed has a files directory');
+      for (const h of ['a', 'b'] as const) {
+        const info = t[h];
+        const hba = info.hba;
+        assert.ok(hba, `${t.id}/${h} has an HBA set`);
+        assert.equal(hba.locators.length, 2);
+        assert.equal(hba.ulid, hba.locators[0]);
+        // Each HBA address is in the prefix of the host's locator on that path, on that interface.
+        for (const [i, addr] of hba.locators.entries()) {
+          const prefix = (info.locators[i] ?? '').split('::')[0] ?? '';
+          assert.ok(addr.startsWith(`${prefix}:`), `${addr} is in ${prefix}::/64`);
+          const shown = await t.exec(h, ['ip', '-6', 'addr', 'show', 'dev', info.interfaces[i] ?? '']);
+          assert.match(shown.stdout, new RegExp(`inet6 ${addr}/64 .*nodad`));
+        }
+        const doc = JSON.parse(readFileSync(join(hba.identity, 'shim6-cga.json'), 'utf8')) as { ulid: string; method: string };
+        assert.equal(doc.ulid, hba.ulid);
+        assert.equal(doc.method, 'hba');
+        // The configuration, read as the daemons read it.
+        assert.ok(info.config !== undefined && info.runDir !== undefined);
+        const got = spawnSync(process.execPath, [join(__dirname, '..', 'bin', 'shim6-config'), '--config', info.config, 'get', 'runDir', 'shim6d.identities[0]', 'ipcSocket'], { encoding: 'utf8' });
+        assert.equal(got.status, 0, got.stderr);
+        assert.equal(got.stdout, `${info.runDir}\n${hba.identity}\n${info.runDir}/ipc.sock\n`);
+        runDirs.add(info.runDir);
+      }
+    }
+    assert.equal(runDirs.size, 4, 'four run directories: nothing shared');
+    // status --json describes the same files.
+    const st = await run([TESTBED_SCRIPT, 'status', beds[0]?.id ?? '', '--json']);
+    assert.equal((JSON.parse(st.stdout) as { a: { hba: { ulid: string } } }).a.hba.ulid, beds[0]?.a.hba?.ulid);
+  });
+
+  it('start and stop check their arguments: 2 usage, 3 no testbed or no configuration', async () => {
+    const tool = async (...args: string[]): Promise<number | null> => (await run([TESTBED_SCRIPT, ...args], { check: false })).code;
+    const id = beds[0]?.id ?? '';
+    assert.equal(await tool('start', id), 2);
+    assert.equal(await tool('start', id, 'r1'), 2);
+    assert.equal(await tool('stop', id, 'a', 'b'), 2);
+    assert.equal(await tool('start', 'zz0nope', 'a'), 3);
+    assert.equal(await tool('start', plain?.id ?? '', 'all'), 3);
+    assert.equal(await tool('stop', plain?.id ?? '', 'a'), 3);
+    const help = await run([TESTBED_SCRIPT, 'start', '--help']);
+    assert.match(help.stdout, /Usage: scripts\/testbed start ID HOST\|all/);
+  });
+
+  it('destroy removes the namespaces and every generated file, and only those of that testbed', async () => {
+    const [t1, t2] = beds;
+    assert.ok(t1 && t2);
+    const files1 = t1.files ?? '';
+    const files2 = t2.files ?? '';
+    await t1.destroy();
+    assert.ok(!existsSync(files1), `${files1} removed`);
+    assert.ok(existsSync(files2), `${files2} still there`);
+    const listed = await netnsList();
+    for (const h of hosts) {
+      assert.ok(!listed.includes(t1.namespaces[h]), `${t1.namespaces[h]} is gone`);
+      assert.ok(listed.includes(t2.namespaces[h]), `${t2.namespaces[h]} is still there`);
+    }
+    await t2.destroy();
+    assert.ok(!existsSync(files2), `${files2} removed`);
+    // Idempotent.
+    assert.equal((await run([TESTBED_SCRIPT, 'destroy', t1.id], { check: false })).code, 0);
   });
 });

@@ -8,6 +8,10 @@
  *   assert(await tb.udpRoundTrip('a', a1, tb.b.locators[0], echo.port));
  *   await tb.cut(1, 'both'); ... await tb.restore(1);
  *
+ *   const hb = await Testbed.create({ hba: true });   // HBA ULIDs and a daemon config per host
+ *   await hb.startDaemons('all');                     // scripts/shim6 start in A and B
+ *   hb.a.hba?.ulid; hb.a.config; hb.a.runDir           // destroy() stops them, removes the files
+ *
  * Model (scripts/TESTBED.md): a packet leaves its host on the path of its source locator (x1 ->
  * path 1 via R1, x2 -> path 2 via R2) and that path's router delivers it whatever the destination
  * locator; so a_i -> b_j crosses R_i and the reply b_j -> a_i crosses R_j.
@@ -30,7 +34,26 @@ export interface HostInfo {
   locators: string[];
   /** [interface on path 1, interface on path 2] */
   interfaces: string[];
+  /** With `create({ hba: true })`: the host's HBA set (its addresses are on the interfaces). */
+  hba?: HbaInfo;
+  /** With `create({ hba: true })`: the daemons' configuration file (SHIM6_CONFIG) of this host. */
+  config?: string;
+  /** With `create({ hba: true })`: the daemons' runDir (pid files, IPC socket, their output). */
+  runDir?: string;
 }
+
+/** An HBA set made by `scripts/testbed create --hba` (bin/shim6-cga generate). */
+export interface HbaInfo {
+  /** The host's ULID: the set's address on path 1. */
+  ulid: string;
+  /** [address in the path-1 prefix, address in the path-2 prefix] */
+  locators: string[];
+  /** The directory shim6-cga wrote (shim6d.identities). */
+  identity: string;
+}
+
+/** A host that runs daemons, or both. */
+export type DaemonHost = 'a' | 'b' | 'all';
 
 export interface RouterInfo {
   namespace: string;
@@ -128,6 +151,8 @@ function obj(v: Json | undefined, what: string): { [key: string]: Json } {
 
 interface Description {
   id: string;
+  /** The directory of a --hba testbed's files. */
+  files?: string;
   namespaces: Record<Host, string>;
   a: HostInfo;
   b: HostInfo;
@@ -146,13 +171,22 @@ function parseDescription(text: string): { description: Description; doc: { [key
   };
   const host = (h: 'a' | 'b'): HostInfo => {
     const o = obj(doc[h], h);
-    return { namespace: namespaces[h], locators: strings(o['locators'], `${h}.locators`), interfaces: strings(o['interfaces'], `${h}.interfaces`) };
+    const info: HostInfo = { namespace: namespaces[h], locators: strings(o['locators'], `${h}.locators`), interfaces: strings(o['interfaces'], `${h}.interfaces`) };
+    if (o['hba'] !== undefined) {
+      const hba = obj(o['hba'], `${h}.hba`);
+      info.hba = { ulid: str(hba['ulid'], `${h}.hba.ulid`), locators: strings(hba['locators'], `${h}.hba.locators`), identity: str(hba['identity'], `${h}.hba.identity`) };
+    }
+    if (o['config'] !== undefined) info.config = str(o['config'], `${h}.config`);
+    if (o['runDir'] !== undefined) info.runDir = str(o['runDir'], `${h}.runDir`);
+    return info;
   };
   const router = (h: 'r1' | 'r2'): RouterInfo => {
     const o = obj(doc[h], h);
     return { namespace: namespaces[h], addresses: strings(o['addresses'], `${h}.addresses`), interfaces: strings(o['interfaces'], `${h}.interfaces`) };
   };
-  return { description: { id: str(doc['id'], 'id'), namespaces, a: host('a'), b: host('b'), r1: router('r1'), r2: router('r2') }, doc };
+  const description: Description = { id: str(doc['id'], 'id'), namespaces, a: host('a'), b: host('b'), r1: router('r1'), r2: router('r2') };
+  if (doc['files'] !== undefined) description.files = str(doc['files'], 'files');
+  return { description, doc };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -259,6 +293,8 @@ function installExitHook(): void {
 export interface CreateOptions {
   /** Testbed ID (1 to 8 of a-z 0-9); default: a random one chosen by scripts/testbed. */
   name?: string;
+  /** `create --hba`: HBA ULIDs on hosts A and B and a daemon configuration file per host. */
+  hba?: boolean;
 }
 
 export class Testbed {
@@ -268,6 +304,8 @@ export class Testbed {
   readonly b: HostInfo;
   readonly r1: RouterInfo;
   readonly r2: RouterInfo;
+  /** With `create({ hba: true })`: the directory of this testbed's files (configs, HBA sets, run dirs). */
+  readonly files: string | undefined;
   /** The tool's JSON description, as printed by `scripts/testbed create --json`. */
   readonly json: string;
   private readonly children = new Set<ChildProcess>();
@@ -280,11 +318,12 @@ export class Testbed {
     this.b = d.b;
     this.r1 = d.r1;
     this.r2 = d.r2;
+    this.files = d.files;
     this.json = json;
   }
 
   static async create(options: CreateOptions = {}): Promise<Testbed> {
-    const args = ['create', '--json', ...(options.name === undefined ? [] : ['--name', options.name])];
+    const args = ['create', '--json', ...(options.name === undefined ? [] : ['--name', options.name]), ...(options.hba ? ['--hba'] : [])];
     const out = await run([TESTBED_SCRIPT, ...args]);
     const { description } = parseDescription(out.stdout);
     installExitHook();
@@ -328,6 +367,21 @@ export class Testbed {
     await run([TESTBED_SCRIPT, 'restore', this.id, String(pathId), '--dir', dir]);
   }
 
+  /**
+   * `scripts/testbed start ID HOST`: reapd, then shim6d, in host a, b or both, through the init
+   * script (scripts/shim6) with the host's configuration (a testbed created with `hba: true`).
+   * Throws CommandError on failure unless check is false; the result carries the init script's
+   * LSB status and output.
+   */
+  startDaemons(host: DaemonHost = 'all', options: ExecOptions = {}): Promise<ExecResult> {
+    return run([TESTBED_SCRIPT, 'start', this.id, host], { timeoutMs: 120_000, ...options });
+  }
+
+  /** `scripts/testbed stop ID HOST`: stops the daemons (idempotent). */
+  stopDaemons(host: DaemonHost = 'all', options: ExecOptions = {}): Promise<ExecResult> {
+    return run([TESTBED_SCRIPT, 'stop', this.id, host], { timeoutMs: 120_000, ...options });
+  }
+
   async status(): Promise<TestbedStatus> {
     const out = await run([TESTBED_SCRIPT, 'status', this.id, '--json'], { check: false });
     if (out.code !== 0 && out.code !== 1) throw new CommandError([TESTBED_SCRIPT, 'status', this.id, '--json'], out);
@@ -342,7 +396,10 @@ export class Testbed {
     };
   }
 
-  /** Kills what spawn() started, then removes every namespace of this testbed. Idempotent. */
+  /**
+   * Kills what spawn() started, then removes every namespace of this testbed (stopping the
+   * daemons of a --hba testbed first) and its files. Idempotent.
+   */
   async destroy(): Promise<void> {
     await Promise.all(
       [...this.children].map(
