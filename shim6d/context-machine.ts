@@ -128,6 +128,11 @@ export interface MachineOptions {
   lastActivity?: (ctx: ShimContext) => number;
   /** Retransmission jitter in [0.5, 1.5) of the nominal timeout; injected for tests. */
   jitter?: () => number;
+  /**
+   * Our REAP Keepalive Timeout (seconds), announced in I2, I2bis, R2 and Update Request with
+   * the Keepalive Timeout option (RFC 5534 section 5.2); undefined: not announced.
+   */
+  keepaliveTimeout?: number;
 }
 
 type Pending =
@@ -608,7 +613,11 @@ export class ContextMachine {
     const u = c.update;
     if (!u) return;
     const ur: UpdateRequestMessage = { type: 'UpdateRequest', receiverContextTag: ctx.peerContextTag, requestNonce: u.nonce, options: this.locatorOptions(ctx, c, !c.parametersSent) };
-    this.effects.send(ur, ctx.current.local.text, ctx.current.peer.text);
+    // The locator in use may be the one that just went away: then send from one we still have
+    // (the ULID if it is still ours), on the pair's peer locator.
+    const ours = new Set(this.options.localLocators());
+    const from = ours.has(ctx.current.local.text) ? ctx.current.local.text : ours.has(ctx.localUlid.text) ? ctx.localUlid.text : (ctx.localLocators.find((l) => ours.has(l.text))?.text ?? ctx.current.local.text);
+    this.effects.send(ur, from, ctx.current.peer.text);
     u.deadline = this.options.now() + u.timeoutMs * this.jitter();
   }
 
@@ -641,6 +650,7 @@ export class ContextMachine {
       const prefs = findOption(m.options, 'LocatorPreferences');
       if (prefs) this.applyPreferences(ctx, prefs);
     }
+    this.notePeerKeepaliveTimeout(ctx, m.options);
     const ua: UpdateAcknowledgementMessage = { type: 'UpdateAcknowledgement', receiverContextTag: ctx.peerContextTag, requestNonce: m.requestNonce, options: [] };
     this.effects.send(ua, dst, src);
   }
@@ -708,6 +718,7 @@ export class ContextMachine {
 
   /** Installs a verified list (or, with none, the ULID as the peer's only locator, RFC 5533 section 7.2). */
   private installPeerLocators(ctx: ShimContext, c: Control, check: PeerLocatorCheck | undefined, options: Shim6Option[]): void {
+    this.notePeerKeepaliveTimeout(ctx, options);
     if (!check || !check.ok) {
       ctx.peerLocators = [{ ...ctx.peerUlid }];
       refreshLocatorKeys(ctx);
@@ -776,7 +787,16 @@ export class ContextMachine {
 
   private locatorOptions(ctx: ShimContext, c: Control, includeParameters: boolean): Shim6Option[] {
     const locators = ctx.localLocators.map((l) => l.text);
-    return this.security.localLocatorOptions(ctx.localUlid.text, locators, c.localGeneration, includeParameters);
+    const options = this.security.localLocatorOptions(ctx.localUlid.text, locators, c.localGeneration, includeParameters);
+    const keepaliveTimeout = this.options.keepaliveTimeout;
+    if (keepaliveTimeout !== undefined) options.push({ kind: 'KeepaliveTimeout', keepaliveTimeout });
+    return options;
+  }
+
+  /** The peer's Keepalive Timeout option (RFC 5534 section 5.2), when the message has one: reapd paces its Keepalives by it. */
+  private notePeerKeepaliveTimeout(ctx: ShimContext, options: Shim6Option[]): void {
+    const ka = findOption(options, 'KeepaliveTimeout');
+    if (ka && ka.keepaliveTimeout > 0) ctx.peerKeepaliveTimeout = ka.keepaliveTimeout;
   }
 
   /** The ULID Pair option when the locators in use are not the ULIDs (or `always`), and the fork's identifier. */

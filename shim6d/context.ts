@@ -85,6 +85,8 @@ export interface ShimContext {
   /** latin1 keys of the locator sets (peer: verified ones), for the per-packet checks; see refreshLocatorKeys. */
   localLocatorKeys: Set<string>;
   peerLocatorKeys: Set<string>;
+  /** The peer's Keepalive Timeout in seconds (RFC 5534 section 5.2), when it sent the option. */
+  peerKeepaliveTimeout?: number;
   /** The peer's Locator Preferences (RFC 5533 section 5.15.3), per locator, when it sent some. */
   peerPreferences?: Array<{ locator: string; flags: number; priority?: number; weight?: number }>;
   /** The locator pair in use. Equal to the ULID pair: no rewriting, no payload header. */

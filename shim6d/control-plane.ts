@@ -50,7 +50,7 @@ export interface ControlPlaneOptions {
   lastActivity: (ctx: ShimContext) => number;
   heuristic: HeuristicConfig;
   /** The IPC link to reapd; undefined: REAP disabled. */
-  reap?: { socket: string; intervalMs: number };
+  reap?: { socket: string; intervalMs: number; keepaliveTimeout: number };
 }
 
 /** Events worth an info line; the rest are debug (and all are counted). */
@@ -112,6 +112,7 @@ export class ControlPlane {
         timers: o.timers,
         localLocators: () => this.addresses.addresses().map((a) => a.address),
         lastActivity: (ctx) => Math.max(o.lastActivity(ctx), this.heuristic?.pair({ local: ctx.localUlid.text, peer: ctx.peerUlid.text })?.lastSeen ?? 0),
+        ...(o.reap ? { keepaliveTimeout: o.reap.keepaliveTimeout } : {}),
       },
     );
     this.timer = new DeadlineTimer(

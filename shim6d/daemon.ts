@@ -137,7 +137,7 @@ export class Shim6Daemon {
         log: this.log,
         lastActivity: (ctx) => Math.max(ctx.counters.lastShimmedAt, ctx.counters.lastDeshimmedAt),
         heuristic: c.heuristic,
-        reap: c.reap.enabled ? { socket: this.config.ipcSocket, intervalMs: c.reap.intervalMs } : undefined,
+        reap: c.reap.enabled ? { socket: this.config.ipcSocket, intervalMs: c.reap.intervalMs, keepaliveTimeout: this.config.reapd.timers.keepaliveTimeout } : undefined,
       });
       await this.controlPlane.start();
       if (c.console.enabled) {

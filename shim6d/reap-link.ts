@@ -48,6 +48,7 @@ export function ipcContext(ctx: ShimContext): IpcContext {
     localLocators: unique([ctx.localUlid.text, ...ctx.localLocators.map((l) => l.text)]),
     peerLocators: unique([ctx.peerUlid.text, ...ctx.peerLocators.filter((l) => l.verification !== 'unverified').map((l) => l.text)]),
     current: { local: ctx.current.local.text, peer: ctx.current.peer.text },
+    ...(ctx.peerKeepaliveTimeout !== undefined ? { peerKeepaliveTimeout: ctx.peerKeepaliveTimeout } : {}),
   };
 }
 

@@ -1588,4 +1588,42 @@ describe('ContextMachine', () => {
       assert.deepEqual(types(after), []);
     });
   });
+
+  describe('19. REAP Keepalive Timeout option (RFC 5534 section 5.2)', () => {
+    it('is announced in I2, R2 and Update Request, and each side records the peer\'s', () => {
+      const w = new SimWorld({ start: T0 });
+      const a = w.host('A', [A1, A2], { keepaliveTimeout: 7 });
+      const b = w.host('B', [B1, B2], { keepaliveTimeout: 3 });
+      const { ctxA, ctxB } = establish(w, a, b);
+      const sent = (type: string): ControlMessage[] => w.network.sent.filter((p) => p.message.type === type).map((p) => p.message);
+      assert.equal(opt(sent('I2')[0] as I2Message, 'KeepaliveTimeout').keepaliveTimeout, 7);
+      assert.equal(opt(sent('R2')[0] as { options: Shim6Option[] }, 'KeepaliveTimeout').keepaliveTimeout, 3);
+      assert.equal(ctxA.peerKeepaliveTimeout, 3);
+      assert.equal(ctxB.peerKeepaliveTimeout, 7);
+      addA3(a);
+      w.network.settle();
+      assert.equal(opt(sent('UpdateRequest')[0] as UpdateRequestMessage, 'KeepaliveTimeout').keepaliveTimeout, 7);
+    });
+
+    it('is not sent when none is configured, and the peer keeps no value', () => {
+      const { w, a, b } = setup();
+      const { ctxB } = establish(w, a, b);
+      assert.ok(w.network.sent.every((p) => !('options' in p.message) || findOption(p.message.options, 'KeepaliveTimeout') === undefined));
+      assert.equal(ctxB.peerKeepaliveTimeout, undefined);
+    });
+  });
+
+  describe('20. Update Request when the locator in use went away', () => {
+    it('is sent from a locator the host still has, not from the removed one', () => {
+      const { w, a, b } = setup();
+      const { ctxA } = establish(w, a, b);
+      ctxA.current = resolvePair(ctxA, A2, B1);
+      a.locators = [canon(A1)];
+      a.machine.localLocatorsChanged();
+      const ur = w.network.queue.find((p) => p.message.type === 'UpdateRequest');
+      assert.ok(ur, 'an Update Request was sent');
+      assert.equal(ur.from, canon(A1), 'from the ULID, which A still has');
+      assert.equal(ur.to, canon(B1));
+    });
+  });
 });

@@ -256,6 +256,8 @@ export interface HostOptions {
   script?: readonly number[];
   /** Enables idle teardown: the context's last activity. */
   lastActivity?: (ctx: ShimContext) => number;
+  /** Our REAP Keepalive Timeout (s), announced in the Keepalive Timeout option. */
+  keepaliveTimeout?: number;
 }
 
 export interface EventRecord {
@@ -327,6 +329,7 @@ export class SimHost {
         localLocators: () => this.locators,
         lastActivity: this.options.lastActivity,
         jitter: this.world.jitter,
+        ...(this.options.keepaliveTimeout !== undefined ? { keepaliveTimeout: this.options.keepaliveTimeout } : {}),
       },
     );
   }
