@@ -185,3 +185,154 @@ export async function udpSequenceStream(tb: Testbed, from: Host, fromAddr: strin
     },
   };
 }
+
+// Accepts ONE TCP connection (then stops listening, so a reconnection would be refused) that
+// carries 8-octet big-endian counters 0, 1, 2, ...; prints {"ready":port}, then
+// {"connected":{...}} with the connection's addresses, {"received":n} at most every 50 ms while
+// counters arrive, and {"done":true,"received","bytes","leftover"} once the sender ends. An
+// out-of-order counter or a socket error prints {"error",...} and exits 1.
+const TCP_COUNTER_SINK = `
+const net = require('node:net');
+const [addr, port] = process.argv.slice(1);
+const say = (o) => process.stdout.write(JSON.stringify(o) + '\\n');
+let expected = 0, bytes = 0, reported = -1, rest = Buffer.alloc(0);
+const srv = net.createServer((c) => {
+  srv.close();
+  say({ connected: { localAddress: c.localAddress, localPort: c.localPort, remoteAddress: c.remoteAddress, remotePort: c.remotePort } });
+  const timer = setInterval(() => { if (reported !== expected) { reported = expected; say({ received: expected }); } }, 50);
+  c.on('data', (d) => {
+    bytes += d.length;
+    rest = rest.length ? Buffer.concat([rest, d]) : d;
+    let o = 0;
+    for (; o + 8 <= rest.length; o += 8) {
+      const n = Number(rest.readBigUInt64BE(o));
+      if (n !== expected) { say({ error: 'out of order', expected, got: n, received: expected }); process.exit(1); }
+      expected++;
+    }
+    rest = rest.subarray(o);
+  });
+  c.on('error', (e) => { say({ error: e.message, received: expected }); process.exit(1); });
+  c.on('end', () => {
+    clearInterval(timer);
+    say({ received: expected });
+    say({ done: true, received: expected, bytes, leftover: rest.length });
+    c.end();
+  });
+  c.on('close', () => process.exit(0));
+});
+srv.listen(Number(port), addr, () => say({ ready: srv.address().port }));
+`;
+
+// Connects from a bound address and writes the next 8-octet counter every intervalMs (the
+// kernel buffers what the path does not take yet) until its stdin ends; then ends the
+// connection and prints {"done":true,"sent":n} when it is closed. Prints {"connected":{...}}
+// first, {"error",...} (exit 1) if the connection fails.
+const TCP_COUNTER_SOURCE = `
+const net = require('node:net');
+const [from, to, port, intervalMs] = process.argv.slice(1);
+const say = (o) => process.stdout.write(JSON.stringify(o) + '\\n');
+let sent = 0, timer;
+const c = net.connect({ host: to, port: Number(port), localAddress: from });
+c.on('error', (e) => { say({ error: e.message, sent }); process.exit(1); });
+c.on('connect', () => {
+  say({ connected: { localAddress: c.localAddress, localPort: c.localPort, remoteAddress: c.remoteAddress, remotePort: c.remotePort } });
+  timer = setInterval(() => { const b = Buffer.alloc(8); b.writeBigUInt64BE(BigInt(sent)); c.write(b); sent++; }, Number(intervalMs));
+});
+c.on('close', (hadError) => { if (!hadError) say({ done: true, sent }); process.exit(hadError ? 1 : 0); });
+c.resume();
+process.stdin.on('end', () => { clearInterval(timer); c.end(); });
+process.stdin.resume();
+`;
+
+export interface TcpEndpoints {
+  localAddress: string;
+  localPort: number;
+  remoteAddress: string;
+  remotePort: number;
+}
+
+export interface CounterStream {
+  /** The connection as the sender and the receiver see it (one connection, for the stream's whole life). */
+  readonly source: TcpEndpoints;
+  readonly sink: TcpEndpoints;
+  /** Counters received so far, all in order; throws once either end reported an error. */
+  received(): number;
+  /** Stops the sender (FIN after its last counter) and waits for both ends' final reports. */
+  finish(timeoutMs?: number): Promise<{ sent: number; received: number; bytes: number; leftover: number }>;
+  /** Kills both programs if they still run (for `finally` and `after`). */
+  close(): void;
+}
+
+/**
+ * A long-lived TCP connection from (from, fromAddr) to (to, toAddr) that writes a counter every
+ * `intervalMs` (default 10): the receiver checks that every counter arrives once and in order,
+ * and accepts no second connection, so a stream that finishes with sent === received went
+ * through one and the same connection.
+ */
+export async function tcpCounterStream(tb: Testbed, from: Host, fromAddr: string, to: Host, toAddr: string, options: { intervalMs?: number } = {}): Promise<CounterStream> {
+  type Lines = ReturnType<typeof jsonLines>;
+  const children: Array<{ child: ReturnType<Testbed['spawn']>; lines: Lines }> = [];
+  const start = (host: Host, program: string, args: string[]): Lines => {
+    const child = tb.spawn(host, process.execPath, ['-e', program, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const lines = jsonLines(child);
+    children.push({ child, lines });
+    return lines;
+  };
+  const close = (): void => {
+    for (const c of children) if (!c.lines.exited()) c.child.kill('SIGKILL');
+  };
+  const last = (l: Lines, key: string): Record<string, unknown> | undefined => [...l.lines].reverse().find((x) => x[key] !== undefined);
+  // A failure of either end: reported at once, not as a timeout (waitFor retries on exceptions).
+  let failure: Error | undefined;
+  const check = (l: Lines, who: string): void => {
+    const e = l.lines.find((x) => x['error'] !== undefined);
+    if (e) failure ??= new Error(`TCP counter ${who}: ${JSON.stringify(e)} ${l.stderr().trim()}`);
+    else if (l.exited() && !last(l, 'done')) failure ??= new Error(`TCP counter ${who} exited: ${l.stderr().trim()}`);
+  };
+  const until = async <T>(what: string, timeoutMs: number, cond: () => T | undefined): Promise<T> => {
+    const r = await waitFor(() => (failure ? true : cond()), { what, timeoutMs, intervalMs: 10 });
+    if (failure) throw failure;
+    return r as T;
+  };
+  try {
+    const sink = start(to, TCP_COUNTER_SINK, [toAddr, '0']);
+    const port = await until('the TCP counter sink to listen', 10_000, () => {
+      check(sink, 'sink');
+      return sink.lines[0]?.['ready'] as number | undefined;
+    });
+    const source = start(from, TCP_COUNTER_SOURCE, [fromAddr, toAddr, String(port), String(options.intervalMs ?? 10)]);
+    const both = (): void => {
+      check(source, 'source');
+      check(sink, 'sink');
+    };
+    const ends = await until('the TCP counter stream to connect', 10_000, () => {
+      both();
+      const a = last(source, 'connected')?.['connected'] as TcpEndpoints | undefined;
+      const b = last(sink, 'connected')?.['connected'] as TcpEndpoints | undefined;
+      return a && b ? { a, b } : undefined;
+    });
+    const sourceChild = children[1]?.child;
+    return {
+      source: ends.a,
+      sink: ends.b,
+      received: () => {
+        both();
+        if (failure) throw failure;
+        return Number(last(sink, 'received')?.['received'] ?? 0);
+      },
+      finish: (timeoutMs = 30_000) => {
+        sourceChild?.stdin?.end();
+        return until('both ends of the TCP counter stream to finish', timeoutMs, () => {
+          both();
+          const s = last(source, 'done');
+          const r = last(sink, 'done');
+          return s && r ? { sent: Number(s['sent']), received: Number(r['received']), bytes: Number(r['bytes']), leftover: Number(r['leftover']) } : undefined;
+        });
+      },
+      close,
+    };
+  } catch (e) {
+    close();
+    throw e;
+  }
+}
