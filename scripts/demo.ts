@@ -1,40 +1,61 @@
 /**
- * The demo (scripts/demo): two multihomed hosts on the namespace testbed; which locator
- * pairs work before and after a path breaks; and Shim6 control messages crossing the
- * testbed on real raw sockets, encoded and decoded by protocol/; then shim6d's data plane on
- * both hosts carrying the ULID pair a1-b1 over path 2 while path 1 is cut (the context moved
- * by hand through the admin console: reapd, which will do that by itself, is still to come).
+ * The demo (scripts/demo): a TCP connection between two multihomed hosts survives the failure
+ * of the path it uses.
  *
- * Exit codes: 0 everything behaved as expected, 1 something did not (it says what).
+ *  1. builds the namespace testbed with HBA ULIDs (`scripts/testbed create --hba`);
+ *  2. starts reapd and shim6d on both hosts through the init script (scripts/shim6);
+ *  3. runs a TCP stream between the ULIDs (a counter every 10 ms, checked in order); its
+ *     traffic makes shim6d establish a context by itself (the conntrack heuristic); shows A's
+ *     console `dump`;
+ *  4. cuts path 1, the path of the ULIDs, in both directions: REAP notices (Send Timeout),
+ *     explores, and both hosts move the context to path 2; shows the new pair and how long
+ *     the stream was silent;
+ *  5. restores path 1: the contexts return to the ULID pair;
+ *  6. stops the daemons through the init script (no rule left) and tears the testbed down.
+ *
+ * Exit codes: 0 the stream never broke and everything behaved as expected, 1 otherwise (it
+ * says what).
  */
-import { MessageTypeName } from '../protocol/constants';
-import { Testbed } from './lib/testbed';
-import { sendShim6, startShim6Listener } from './lib/shim6-wire';
-import { Shim6dProcess, testbedContexts } from './lib/shim6d';
-import { tcpTransfer } from './lib/traffic';
+import { CounterStream } from './lib/counter-stream';
+import { CONSOLE_CLIENT, type DumpContext, type DumpJson } from './lib/shim6d';
+import { Testbed, type HostInfo } from './lib/testbed';
+import { waitFor } from './lib/wait';
+
+type Side = 'a' | 'b';
 
 function say(text = ''): void {
   process.stdout.write(`${text}\n`);
 }
 
-async function pairMatrix(tb: Testbed, port: number): Promise<Map<string, boolean>> {
-  const out = new Map<string, boolean>();
-  for (const [i, a] of tb.a.locators.entries()) {
-    for (const [j, b] of tb.b.locators.entries()) {
-      out.set(`a${i + 1}-b${j + 1}`, await tb.udpRoundTrip('a', a, b, port, { timeoutMs: 1500 }));
-    }
-  }
-  say(`    ${[...out].map(([k, v]) => `${k} ${v ? 'ok  ' : 'FAIL'}`).join('   ')}`);
-  return out;
+function indent(text: string, by = '    '): string {
+  return text
+    .trimEnd()
+    .split('\n')
+    .map((l) => by + l)
+    .join('\n');
 }
 
-/** Sends `types` from A (from → to) while a listener on B records what arrives; returns the decoded lines. */
-async function shim6Exchange(tb: Testbed, from: string, to: string, types: MessageTypeName[]): Promise<Array<Record<string, unknown>>> {
-  const listener = await startShim6Listener(tb, 'b', types.length, 6000);
-  for (const [k, type] of types.entries()) await sendShim6(tb, 'a', from, to, type, 0x5a5a00 + k, 1000 + k);
-  await listener.finished();
-  for (const l of listener.lines) say(`    B received from ${String(l['source'])}: ${JSON.stringify({ ...l, source: undefined })}`);
-  return listener.lines;
+function prefixLines(host: Side, text: string): string {
+  return text
+    .split('\n')
+    .map((l) => `${host.toUpperCase()}: ${l}`)
+    .join('\n');
+}
+
+async function consoleCommand(tb: Testbed, host: Side, command: string): Promise<string> {
+  const r = await tb.exec(host, [process.execPath, '-e', CONSOLE_CLIENT, '19384', '5000', command], { check: false, timeoutMs: 15_000 });
+  if (r.code !== 0) throw new Error(`no console reply from ${host.toUpperCase()} to '${command}'`);
+  return r.stdout;
+}
+
+async function context(tb: Testbed, host: Side): Promise<DumpContext | undefined> {
+  const j = JSON.parse(await consoleCommand(tb, host, 'dump json')) as DumpJson;
+  return j.contexts.find((c) => c.state === 'ESTABLISHED');
+}
+
+function hba(info: HostInfo): { ulid: string; locators: string[] } {
+  if (!info.hba) throw new Error('the testbed has no HBA identities');
+  return info.hba;
 }
 
 async function main(): Promise<number> {
@@ -42,89 +63,109 @@ async function main(): Promise<number> {
   const expect = (ok: boolean, what: string): void => {
     if (!ok) problems.push(what);
   };
-  say('shim6 demo: two multihomed hosts, two independent paths');
-  const tb = await Testbed.create();
+  say('shim6 demo: a TCP connection survives the failure of its path');
+  say('\n[1] building the testbed: hosts A and B, two independent paths, HBA ULIDs (shim6-cga generate)');
+  const tb = await Testbed.create({ hba: true });
+  let stream: CounterStream | undefined;
   try {
-    const [a1, a2] = tb.a.locators as [string, string];
-    const [b1, b2] = tb.b.locators as [string, string];
+    const A = hba(tb.a);
+    const B = hba(tb.b);
+    const [a1, a2] = A.locators as [string, string];
+    const [b1, b2] = B.locators as [string, string];
     say(`
-  testbed ${tb.id}:
-      A  a1 ${a1} ──── R1 (path 1) ──── b1 ${b1}  B
-         a2 ${a2} ──── R2 (path 2) ──── b2 ${b2}
-  (a packet leaves on the path of its source locator)`);
+    testbed ${tb.id}
+      A  ${a1.padEnd(28)} ── R1 (path 1) ── ${b1.padEnd(28)}  B
+         ${a2.padEnd(28)} ── R2 (path 2) ── ${b2.padEnd(28)}
+    ULIDs: A ${A.ulid}, B ${B.ulid} (the path-1 addresses)`);
 
-    const echo = await tb.udpServer('b', tb.b.locators, { echo: true });
-    say('\n[1] UDP between every locator pair, both paths up:');
-    const up = await pairMatrix(tb, echo.port);
-    expect([...up.values()].every(Boolean), 'every pair should work with both paths up');
-
-    say('\n[2] Shim6 on the wire: A sends a context establishment and a Probe to B (raw IPv6, protocol 140):');
-    const types: MessageTypeName[] = ['I1', 'I2', 'UpdateRequest', 'Probe'];
-    const got = await shim6Exchange(tb, a1, b1, types);
-    expect(got.length === types.length && got.every((l, k) => l['type'] === types[k]), `B should decode ${types.join(', ')} in order`);
-
-    say('\n[3] Path 1 cut (both directions):');
-    await tb.cut(1, 'both');
-    const cut = await pairMatrix(tb, echo.port);
-    expect([...cut].every(([k, v]) => v === (k === 'a2-b2')), 'only a2-b2 should survive the cut of path 1');
-    say('    Shim6 to b2 from a2 still gets through:');
-    const viaPath2 = await shim6Exchange(tb, a2, b2, ['Keepalive']);
-    expect(viaPath2.length === 1, 'a Keepalive over path 2 should arrive');
-    say('\n[4] shim6d on both hosts, one static context each (ULIDs a1 <-> b1, locators a1 a2 / b1 b2):');
-    const ctx = testbedContexts(tb);
-    const daemons: Shim6dProcess[] = [];
-    try {
-      const da = await Shim6dProcess.start(tb, 'a', { shim6d: { contexts: [ctx.a] } }, { logLevel: 'info' });
-      daemons.push(da);
-      const db = await Shim6dProcess.start(tb, 'b', { shim6d: { contexts: [ctx.b] } }, { logLevel: 'info' });
-      daemons.push(db);
-      say(`    shim6d running in A (pid ${String(da.pid)}) and B (pid ${String(db.pid)}); the ULID pair a1-b1 is on path 1, which is cut.`);
-      say('    console on A and B:  shim 1 <own path-2 locator> <peer path-2 locator>');
-      say(`    A: ${(await da.console(`shim 1 ${a2} ${b2}`)).trim()}`);
-      say(`    B: ${(await db.console(`shim 1 ${b2} ${a2}`)).trim()}`);
-      const viaUlids = await tb.udpRoundTrip('a', a1, b1, echo.port, { timeoutMs: 3000 });
-      say(`    UDP a1 -> b1 (the ULIDs): ${viaUlids ? 'ok, over path 2' : 'FAIL'}`);
-      expect(viaUlids, 'UDP between the ULIDs should work over path 2 once shimmed');
-      const mb = 20;
-      const t = await tcpTransfer(tb, 'a', a1, 'b', b1, mb * 1024 * 1024);
-      const intact = t.receivedBytes === t.bytes && t.receivedSha256 === t.sentSha256;
-      say(`    TCP a1 -> b1, ${mb} MB: ${intact ? 'arrived intact' : 'CORRUPT'} (SHA-256 ${t.receivedSha256.slice(0, 16)}...), ${((t.bytes * 8) / (t.ms / 1000) / 1e6).toFixed(0)} Mbit/s`);
-      expect(intact, 'the TCP transfer between the ULIDs should arrive intact');
-      say('    A\'s console, dump:');
-      for (const line of (await da.console('dump')).trimEnd().split('\n')) say(`      ${line}`);
-      for (const d of daemons) await d.console('deshim 1');
-    } finally {
-      for (const d of daemons) {
-        const status = await d.stop();
-        if (status.code !== 0) problems.push(`shim6d in ${d.host} exited ${String(status.code ?? status.signal)}`);
-        d.cleanup();
-      }
+    say('\n[2] starting the daemons through the init script (scripts/shim6 start: reapd, then shim6d)');
+    for (const h of ['a', 'b'] as const) {
+      const r = await tb.startDaemons(h);
+      say(indent(prefixLines(h, r.stdout.trim() || r.stderr.trim())));
     }
-    const left = (await tb.exec('a', ['ip6tables-save'])).stdout.includes('SHIM6');
-    say(`    shim6d stopped (SIGTERM) on both hosts; its rules ${left ? 'are STILL THERE' : 'are gone'}.`);
-    expect(!left, 'a clean stop should remove every rule');
 
-    say('\n[5] Path 1 restored:');
+    say('\n[3] a TCP stream from A to B between the ULIDs: a counter every 10 ms, checked in order');
+    stream = await CounterStream.start(tb, { from: ['a', A.ulid], to: ['b', B.ulid] });
+    const s = stream;
+    const established = Date.now();
+    for (const h of ['a', 'b'] as const) {
+      await waitFor(async () => (await context(tb, h))?.reap?.state === 'operational', { what: `${h.toUpperCase()}'s context, established and watched by reapd`, timeoutMs: 30_000, intervalMs: 200 });
+    }
+    say(`    the stream's own traffic made shim6d establish the context (conntrack heuristic) in ${((Date.now() - established) / 1000).toFixed(1)} s`);
+    await s.waitForMore(100);
+    say("    A's admin console (echo dump | nc -u -w1 127.0.0.1 19384):");
+    say(indent(await consoleCommand(tb, 'a', 'dump'), '      '));
+
+    say('\n[4] cutting path 1 (both directions): the ULID pair stops working');
+    const before = s.report().received;
+    await tb.cut(1, 'both');
+    const cutAt = Date.now();
+    say('    waiting for REAP: no answer within the Send Timeout (15 s by default), then Probes over the other pairs...');
+    const moved: Partial<Record<Side, DumpContext>> = {};
+    for (const h of ['a', 'b'] as const) {
+      moved[h] = await waitFor(
+        async () => {
+          const c = await context(tb, h);
+          return c?.shimmed ? c : undefined;
+        },
+        { what: `${h.toUpperCase()} to move its context off path 1`, timeoutMs: 120_000, intervalMs: 200 },
+      );
+      const c = moved[h] as DumpContext;
+      say(`    ${h.toUpperCase()} moved the context to ${c.currentPair.local} → ${c.currentPair.peer} (${((Date.now() - cutAt) / 1000).toFixed(1)} s after the cut)`);
+    }
+    const after = await s.waitForMore(200, 60_000);
+    const resumed = after.gaps.find((g) => g.at >= cutAt);
+    const failover = resumed ? (resumed.at - cutAt) / 1000 : undefined;
+    say(`    the stream carried on: ${after.received - before} more counters in order, ${after.errors} out of order, connection ${after.closed ? 'CLOSED' : 'open'}`);
+    say(`    failover time (cut → first counter delivered after it): ${failover === undefined ? 'no silence seen' : `${failover.toFixed(2)} s`}`);
+    say('      (REAP\'s part is the move above: Send Timeout plus exploration; the rest is TCP waiting for its next');
+    say('      retransmission timer, which has backed off during the outage. Shorter REAP timers: common/README.md)');
+    expect(after.errors === 0 && !after.closed, 'the stream should carry on without a reset or a lost counter');
+    expect(moved.a?.currentPair.local === a2 && moved.b?.currentPair.local === b2, 'both hosts should send from their path-2 locator');
+    say("    A's context now:");
+    say(indent(await consoleCommand(tb, 'a', 'dump'), '      '));
+
+    say('\n[5] restoring path 1: REAP probes the ULID pair and the contexts go back to it');
     await tb.restore(1, 'both');
-    const back = await pairMatrix(tb, echo.port);
-    expect([...back.values()].every(Boolean), 'every pair should work again after restore');
-    await echo.close();
+    const restoredAt = Date.now();
+    for (const h of ['a', 'b'] as const) {
+      await waitFor(async () => (await context(tb, h))?.shimmed === false, { what: `${h.toUpperCase()} back on the ULID pair`, timeoutMs: 120_000, intervalMs: 200 });
+      say(`    ${h.toUpperCase()} is back on its ULID pair (${((Date.now() - restoredAt) / 1000).toFixed(1)} s after the repair): no payload header any more`);
+    }
+    const end = await s.waitForMore(100);
+    say(`    stream: ${end.received} counters in all, ${end.errors} out of order, connection ${end.closed ? 'CLOSED' : 'open'}`);
+    expect(end.errors === 0 && !end.closed, 'the stream should still be intact after the return');
+    s.stop();
+    stream = undefined;
+
+    say('\n[6] stopping the daemons through the init script');
+    for (const h of ['a', 'b'] as const) {
+      const r = await tb.stopDaemons(h);
+      say(indent(prefixLines(h, r.stdout.trim() || r.stderr.trim())));
+      const rules = await tb.exec(h, ['ip6tables-save'], { check: false });
+      const left = rules.stdout.split('\n').filter((l) => l.includes('SHIM6'));
+      expect(left.length === 0, `${h.toUpperCase()} should have no SHIM6 rule left after stop (${left.join('; ')})`);
+    }
+    say('    no SHIM6 rule left on either host');
+  } catch (e) {
+    problems.push(e instanceof Error ? e.message : String(e));
   } finally {
+    stream?.stop();
     await tb.destroy();
-    say(`\ntestbed ${tb.id} removed.`);
   }
-  if (problems.length > 0) {
-    for (const p of problems) process.stderr.write(`demo: FAILED: ${p}\n`);
-    return 1;
+  say();
+  if (problems.length === 0) {
+    say('demo: OK: the connection survived the cut, moved to path 2 and came back');
+    return 0;
   }
-  say('demo: everything behaved as expected.');
-  return 0;
+  for (const p of problems) say(`demo: PROBLEM: ${p}`);
+  return 1;
 }
 
 main().then(
   (code) => process.exit(code),
   (e: unknown) => {
-    process.stderr.write(`demo: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.stderr.write(`demo: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
     process.exit(1);
   },
 );
