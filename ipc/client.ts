@@ -20,17 +20,9 @@
 import { EventEmitter } from 'node:events';
 import * as net from 'node:net';
 import type { Logger } from '../common/logger';
-import { encodeFrame, FramedSocket, IpcFramingError, parseFrameBody } from './framing';
-import {
-  helloVersion,
-  IPC_VERSION,
-  IpcHelloMessage,
-  IpcProtocolError,
-  ReapdToShimd,
-  ShimdToReapd,
-  validateReapdToShimd,
-  validateShimdToReapd,
-} from './messages';
+import { callListener, EventTuple, handshakeTimeout, IpcConnection, IpcConnectionCounters, IpcEndpoint, SHIM6D_ROLE } from './connection';
+import type { IpcFramingError } from './framing';
+import { IpcHelloMessage, IpcProtocolError, ReapdToShimd, ShimdToReapd } from './messages';
 
 export interface IpcReconnectOptions {
   /** First delay after a failed or lost connection (default 100 ms). */
@@ -50,23 +42,14 @@ export interface IpcClientOptions {
   handshakeTimeoutMs?: number;
 }
 
-export interface IpcClientStats {
+/** The counters (`stats`): IpcConnectionCounters and these. */
+export interface IpcClientStats extends IpcConnectionCounters {
   /** Connection attempts. */
   attempts: number;
   /** Attempts that reached a listening socket. */
   connections: number;
   /** Handshakes completed ('connected' events). */
   handshakes: number;
-  /** Valid messages received after a handshake (hellos included). */
-  messagesIn: number;
-  /** Messages handed to the socket (hellos and errors included). */
-  messagesOut: number;
-  /** Frames that were not valid messages, or came out of order. */
-  invalid: number;
-  /** Connections closed because their stream lost its framing. */
-  framingErrors: number;
-  /** Writes that found Node's socket buffer above its high-water mark (the message was still queued). */
-  backpressure: number;
 }
 
 export interface IpcClientEvents {
@@ -78,25 +61,15 @@ export interface IpcClientEvents {
 
 export const DEFAULT_RECONNECT: Readonly<IpcReconnectOptions> = Object.freeze({ initialMs: 100, maxMs: 2000 });
 
-interface Connection {
-  readonly n: number;
-  readonly framed: FramedSocket;
-  hello: IpcHelloMessage | undefined;
-  timer: NodeJS.Timeout | undefined;
-}
+type Connection = IpcConnection<ReapdToShimd, ShimdToReapd>;
 
 type State = 'new' | 'running' | 'closed';
-
-function errorMessage(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
 
 export class IpcClient extends EventEmitter<IpcClientEvents> {
   private readonly path: string;
   private readonly log: Logger;
-  private readonly pid: number;
   private readonly reconnect: IpcReconnectOptions;
-  private readonly handshakeTimeoutMs: number;
+  private readonly endpoint: IpcEndpoint<ReapdToShimd, ShimdToReapd>;
   private state: State = 'new';
   private conn: Connection | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
@@ -120,13 +93,26 @@ export class IpcClient extends EventEmitter<IpcClientEvents> {
     super();
     this.path = options.path;
     this.log = options.logger;
-    this.pid = options.pid;
     this.reconnect = { ...(options.reconnect ?? DEFAULT_RECONNECT) };
-    this.handshakeTimeoutMs = options.handshakeTimeoutMs ?? 5000;
     const { initialMs, maxMs } = this.reconnect;
     if (!(initialMs > 0) || !(maxMs >= initialMs)) throw new RangeError(`IpcClient: bad reconnect delays ${initialMs}..${maxMs} ms`);
-    if (!(this.handshakeTimeoutMs > 0)) throw new RangeError(`IpcClient: bad handshakeTimeoutMs ${this.handshakeTimeoutMs}`);
     this.delayMs = initialMs;
+    this.endpoint = {
+      ...SHIM6D_ROLE,
+      handshakeTimeoutMs: handshakeTimeout('IpcClient', options.handshakeTimeoutMs),
+      pid: options.pid,
+      log: this.log,
+      counters: this.counters,
+      wrongDaemon: (daemon) => `expected reapd on the IPC socket, got ${daemon}`,
+      refusing: (conn, reason) => this.logFailure('IPC: closing the connection to reapd', { connection: conn.n, reason }),
+      refused: (conn, message) => {
+        this.logFailure('IPC: reapd refused the connection', { connection: conn.n, message });
+        conn.end('refused by reapd');
+      },
+      established: (conn, hello) => this.established(conn, hello),
+      emit: (...event) => this.emitSafely(...event),
+      closed: (conn, reason) => this.closed(conn, reason),
+    };
   }
 
   /** A copy of the counters. */
@@ -136,7 +122,7 @@ export class IpcClient extends EventEmitter<IpcClientEvents> {
 
   /** True between 'connected' and 'disconnected' (false as soon as the connection is being closed). */
   get connected(): boolean {
-    return this.conn?.hello !== undefined && !this.conn.framed.isClosing;
+    return this.conn?.hello !== undefined && !this.conn.isClosing;
   }
 
   /** The connected reapd's hello. */
@@ -157,14 +143,8 @@ export class IpcClient extends EventEmitter<IpcClientEvents> {
    */
   send(msg: ShimdToReapd): boolean {
     const conn = this.conn;
-    if (!conn || conn.hello === undefined || conn.framed.isClosing) return false;
-    try {
-      validateShimdToReapd(msg);
-    } catch (e) {
-      this.log.error('IPC: not sending an invalid message', { type: msg.type, error: errorMessage(e) });
-      return false;
-    }
-    return this.write(conn, msg);
+    if (!conn || conn.hello === undefined || conn.isClosing) return false;
+    return conn.send(msg);
   }
 
   /** Stops reconnecting and closes the connection. Idempotent. */
@@ -179,9 +159,8 @@ export class IpcClient extends EventEmitter<IpcClientEvents> {
     this.retryTimer = undefined;
     const conn = this.conn;
     if (!conn) return;
-    if (conn.timer) clearTimeout(conn.timer);
-    conn.framed.destroy('IPC client closing');
-    await conn.framed.closed();
+    conn.destroy('IPC client closing');
+    await conn.closed();
   }
 
   private connect(): void {
@@ -190,135 +169,25 @@ export class IpcClient extends EventEmitter<IpcClientEvents> {
     this.counters.attempts++;
     const n = this.nextConnection++;
     const socket = net.connect({ path: this.path, allowHalfOpen: false });
-    const conn: Connection = {
-      n,
-      hello: undefined,
-      timer: undefined,
-      framed: new FramedSocket(socket, {
-        frame: (body) => this.receive(conn, body),
-        framingError: (e) => {
-          this.counters.framingErrors++;
-          this.log.warn('IPC: framing error, connection closed', { connection: n, error: e.message });
-          this.emitSafely('invalid', e);
-        },
-        close: (reason) => this.closed(conn, reason),
-      }),
-    };
+    const conn: Connection = new IpcConnection(n, socket, this.endpoint);
     this.conn = conn;
     socket.once('connect', () => {
       this.counters.connections++;
       this.log.debug('IPC: connected to the socket, saying hello', { path: this.path, connection: n });
-      conn.timer = setTimeout(() => this.refuse(conn, `no hello within ${this.handshakeTimeoutMs} ms`), this.handshakeTimeoutMs);
-      conn.timer.unref();
-      this.write(conn, { type: 'hello', version: IPC_VERSION, daemon: 'shim6d', pid: this.pid });
+      conn.sayHello();
     });
   }
 
-  private write(conn: Connection, msg: ShimdToReapd): boolean {
-    let frame: Buffer;
-    try {
-      frame = encodeFrame(msg);
-    } catch (e) {
-      this.log.error('IPC: message too large to send', { type: msg.type, error: errorMessage(e) });
-      return false;
-    }
-    const result = conn.framed.write(frame);
-    switch (result) {
-      case 'written':
-        this.counters.messagesOut++;
-        return true;
-      case 'backpressure':
-        this.counters.messagesOut++;
-        this.counters.backpressure++;
-        return true;
-      case 'overflow':
-        this.log.warn('IPC: reapd is not reading; connection closed', { connection: conn.n });
-        return false;
-      case 'closed':
-        return false;
-    }
-  }
-
-  /** Sends an `error` and closes; the connection is retried later. */
-  private refuse(conn: Connection, reason: string): void {
-    if (conn.timer) clearTimeout(conn.timer);
-    if (conn.framed.isClosing) return;
-    this.logFailure('IPC: closing the connection to reapd', { connection: conn.n, reason });
-    this.write(conn, { type: 'error', message: reason.slice(0, 256) });
-    conn.framed.end(reason);
-  }
-
-  private invalid(conn: Connection, error: IpcProtocolError): void {
-    this.counters.invalid++;
-    this.log.warn('IPC: invalid message from reapd', { connection: conn.n, path: error.path, error: error.detail });
-    this.emitSafely('invalid', error);
-  }
-
-  private receive(conn: Connection, body: Buffer): void {
-    if (conn.hello === undefined) {
-      this.handshake(conn, body);
-      return;
-    }
-    let msg: ReapdToShimd;
-    try {
-      msg = validateReapdToShimd(parseFrameBody(body));
-    } catch (e) {
-      if (!(e instanceof IpcProtocolError)) throw e;
-      this.invalid(conn, e);
-      return;
-    }
-    if (msg.type === 'hello') {
-      this.invalid(conn, new IpcProtocolError('type', 'a second hello on the connection'));
-      return;
-    }
-    this.counters.messagesIn++;
-    if (msg.type === 'error') this.log.warn('IPC: reapd reports an error', { message: msg.message });
-    this.emitSafely('message', msg);
-  }
-
-  private handshake(conn: Connection, body: Buffer): void {
-    let msg: ReapdToShimd;
-    try {
-      const value = parseFrameBody(body);
-      const version = helloVersion(value);
-      if (version !== undefined && version !== IPC_VERSION) {
-        this.refuse(conn, `IPC version ${version} is not supported: this shim6d speaks version ${IPC_VERSION}`);
-        return;
-      }
-      msg = validateReapdToShimd(value);
-    } catch (e) {
-      if (!(e instanceof IpcProtocolError)) throw e;
-      this.invalid(conn, e);
-      this.refuse(conn, `expected a hello: ${e.message}`);
-      return;
-    }
-    if (msg.type === 'error') {
-      this.logFailure('IPC: reapd refused the connection', { connection: conn.n, message: msg.message });
-      conn.framed.end('refused by reapd');
-      return;
-    }
-    if (msg.type !== 'hello') {
-      this.invalid(conn, new IpcProtocolError('type', `expected 'hello' first, got '${msg.type}'`));
-      this.refuse(conn, `expected a hello first, got '${msg.type}'`);
-      return;
-    }
-    if (msg.daemon !== 'reapd') {
-      this.refuse(conn, `expected reapd on the IPC socket, got ${msg.daemon}`);
-      return;
-    }
-    if (conn.timer) clearTimeout(conn.timer);
-    conn.timer = undefined;
-    conn.hello = msg;
-    this.counters.messagesIn++;
+  /** reapd's hello was accepted. */
+  private established(conn: Connection, hello: IpcHelloMessage): void {
     this.counters.handshakes++;
     this.delayMs = this.reconnect.initialMs;
     this.failureLogged = false;
-    this.log.info('IPC: connected to reapd', { pid: msg.pid, connection: conn.n });
-    this.emitSafely('connected', msg);
+    this.log.info('IPC: connected to reapd', { pid: hello.pid, connection: conn.n });
+    this.emitSafely('connected', hello);
   }
 
   private closed(conn: Connection, reason: string): void {
-    if (conn.timer) clearTimeout(conn.timer);
     if (this.conn !== conn) return;
     this.conn = undefined;
     if (conn.hello !== undefined) {
@@ -346,11 +215,7 @@ export class IpcClient extends EventEmitter<IpcClientEvents> {
   }
 
   /** Emits; a listener that throws costs a log line, never the connection. */
-  private emitSafely<K extends keyof IpcClientEvents>(event: K, ...args: IpcClientEvents[K]): void {
-    try {
-      (this.emit as (event: K, ...args: IpcClientEvents[K]) => boolean)(event, ...args);
-    } catch (e) {
-      this.log.error(`IPC: '${event}' listener failed`, { error: errorMessage(e), ...(e instanceof Error && e.stack ? { stack: e.stack } : {}) });
-    }
+  private emitSafely(...event: EventTuple<IpcClientEvents>): void {
+    callListener(this.log, event[0], () => (this.emit as (...event: EventTuple<IpcClientEvents>) => boolean)(...event));
   }
 }

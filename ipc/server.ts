@@ -21,17 +21,9 @@ import { lstatSync, statSync, unlinkSync, chmodSync } from 'node:fs';
 import * as net from 'node:net';
 import { makeParentDir } from '../common/fs';
 import type { Logger } from '../common/logger';
-import { encodeFrame, FramedSocket, IpcFramingError, parseFrameBody } from './framing';
-import {
-  helloVersion,
-  IPC_VERSION,
-  IpcHelloMessage,
-  IpcProtocolError,
-  ReapdToShimd,
-  ShimdToReapd,
-  validateReapdToShimd,
-  validateShimdToReapd,
-} from './messages';
+import { callListener, EventTuple, handshakeTimeout, errorMessage, IpcConnection, IpcConnectionCounters, IpcEndpoint, REAPD_ROLE } from './connection';
+import type { IpcFramingError } from './framing';
+import { IpcHelloMessage, IpcProtocolError, ReapdToShimd, ShimdToReapd } from './messages';
 
 export interface IpcServerOptions {
   /** The socket file (config.ipcSocket). */
@@ -43,19 +35,10 @@ export interface IpcServerOptions {
   handshakeTimeoutMs?: number;
 }
 
-export interface IpcServerStats {
+/** The counters (`stats`): IpcConnectionCounters and these. */
+export interface IpcServerStats extends IpcConnectionCounters {
   /** Connections accepted. */
   connections: number;
-  /** Valid messages received after a handshake (hellos included). */
-  messagesIn: number;
-  /** Messages handed to the socket (hellos and errors included). */
-  messagesOut: number;
-  /** Frames that were not valid messages, or came out of order. */
-  invalid: number;
-  /** Connections closed because their stream lost its framing. */
-  framingErrors: number;
-  /** Writes that found Node's socket buffer above its high-water mark (the message was still queued). */
-  backpressure: number;
 }
 
 export interface IpcServerEvents {
@@ -73,12 +56,7 @@ export class IpcAddressInUseError extends Error {
   }
 }
 
-interface Connection {
-  readonly n: number;
-  readonly framed: FramedSocket;
-  hello: IpcHelloMessage | undefined;
-  timer: NodeJS.Timeout | undefined;
-}
+type Connection = IpcConnection<ShimdToReapd, ReapdToShimd>;
 
 type State = 'new' | 'starting' | 'listening' | 'closed';
 
@@ -89,15 +67,10 @@ function errorCode(e: unknown): string | undefined {
   return typeof e === 'object' && e !== null && 'code' in e && typeof e.code === 'string' ? e.code : undefined;
 }
 
-function errorMessage(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
-
 export class IpcServer extends EventEmitter<IpcServerEvents> {
   private readonly path: string;
   private readonly log: Logger;
-  private readonly pid: number;
-  private readonly handshakeTimeoutMs: number;
+  private readonly endpoint: IpcEndpoint<ShimdToReapd, ReapdToShimd>;
   private state: State = 'new';
   private server: net.Server | undefined;
   /** The inode of the socket file we created, so close() never removes another server's. */
@@ -113,9 +86,22 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
     super();
     this.path = options.path;
     this.log = options.logger;
-    this.pid = options.pid;
-    this.handshakeTimeoutMs = options.handshakeTimeoutMs ?? 5000;
-    if (!(this.handshakeTimeoutMs > 0)) throw new RangeError(`IpcServer: bad handshakeTimeoutMs ${this.handshakeTimeoutMs}`);
+    this.endpoint = {
+      ...REAPD_ROLE,
+      handshakeTimeoutMs: handshakeTimeout('IpcServer', options.handshakeTimeoutMs),
+      pid: options.pid,
+      log: this.log,
+      counters: this.counters,
+      wrongDaemon: (daemon) => `this is reapd's IPC socket: expected shim6d, got ${daemon}`,
+      refusing: (conn, reason) => this.log.warn('IPC: connection refused', { connection: conn.n, reason }),
+      refused: (conn, message) => {
+        this.log.warn('IPC: the peer refused the connection', { connection: conn.n, message });
+        conn.end('refused by the peer');
+      },
+      established: (conn, hello) => this.established(conn, hello),
+      emit: (...event) => this.emitSafely(...event),
+      closed: (conn, reason) => this.closed(conn, reason),
+    };
   }
 
   /** A copy of the counters. */
@@ -125,7 +111,7 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
 
   /** True while a shim6d is connected (its hello accepted, the connection not being closed). */
   get connected(): boolean {
-    return this.peer !== undefined && !this.peer.framed.isClosing;
+    return this.peer !== undefined && !this.peer.isClosing;
   }
 
   /** The connected shim6d's hello. */
@@ -181,13 +167,7 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
   send(msg: ReapdToShimd): boolean {
     const peer = this.peer;
     if (!peer) return false;
-    try {
-      validateReapdToShimd(msg);
-    } catch (e) {
-      this.log.error('IPC: not sending an invalid message', { type: msg.type, error: errorMessage(e) });
-      return false;
-    }
-    return this.write(peer, msg);
+    return peer.send(msg);
   }
 
   /** Closes the connections and the listening socket, and removes the socket file. Idempotent. */
@@ -205,9 +185,8 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
     this.state = 'closed';
     const sockets: Promise<void>[] = [];
     for (const conn of [...this.pending, ...(this.peer ? [this.peer] : [])]) {
-      if (conn.timer) clearTimeout(conn.timer);
-      conn.framed.destroy('IPC server closing');
-      sockets.push(conn.framed.closed());
+      conn.destroy('IPC server closing');
+      sockets.push(conn.closed());
     }
     if (this.server) await closeServer(this.server);
     await Promise.all(sockets);
@@ -273,138 +252,28 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
     }
     this.counters.connections++;
     const n = this.nextConnection++;
-    const conn: Connection = {
-      n,
-      hello: undefined,
-      timer: undefined,
-      framed: new FramedSocket(socket, {
-        frame: (body) => this.receive(conn, body),
-        framingError: (e) => {
-          this.counters.framingErrors++;
-          this.log.warn('IPC: framing error, connection closed', { connection: n, error: e.message });
-          this.emitSafely('invalid', e);
-        },
-        close: (reason) => this.closed(conn, reason),
-      }),
-    };
+    const conn: Connection = new IpcConnection(n, socket, this.endpoint);
     this.pending.add(conn);
-    conn.timer = setTimeout(() => this.refuse(conn, `no hello within ${this.handshakeTimeoutMs} ms`), this.handshakeTimeoutMs);
-    conn.timer.unref();
     this.log.debug('IPC: connection accepted', { connection: n });
-    this.write(conn, { type: 'hello', version: IPC_VERSION, daemon: 'reapd', pid: this.pid });
+    conn.sayHello();
   }
 
-  private write(conn: Connection, msg: ReapdToShimd): boolean {
-    let frame: Buffer;
-    try {
-      frame = encodeFrame(msg);
-    } catch (e) {
-      this.log.error('IPC: message too large to send', { type: msg.type, error: errorMessage(e) });
-      return false;
-    }
-    const result = conn.framed.write(frame);
-    switch (result) {
-      case 'written':
-        this.counters.messagesOut++;
-        return true;
-      case 'backpressure':
-        this.counters.messagesOut++;
-        this.counters.backpressure++;
-        return true;
-      case 'overflow':
-        this.log.warn('IPC: shim6d is not reading; connection closed', { connection: conn.n });
-        return false;
-      case 'closed':
-        return false;
-    }
-  }
-
-  /** Sends an `error` to a connection and closes it. */
-  private refuse(conn: Connection, reason: string): void {
-    if (conn.timer) clearTimeout(conn.timer);
-    if (conn.framed.isClosing) return;
-    this.log.warn('IPC: connection refused', { connection: conn.n, reason });
-    this.write(conn, { type: 'error', message: reason.slice(0, 256) });
-    conn.framed.end(reason);
-  }
-
-  private invalid(conn: Connection, error: IpcProtocolError): void {
-    this.counters.invalid++;
-    this.log.warn('IPC: invalid message from shim6d', { connection: conn.n, path: error.path, error: error.detail });
-    this.emitSafely('invalid', error);
-  }
-
-  private receive(conn: Connection, body: Buffer): void {
-    if (conn.hello === undefined) {
-      this.handshake(conn, body);
-      return;
-    }
-    let msg: ShimdToReapd;
-    try {
-      msg = validateShimdToReapd(parseFrameBody(body));
-    } catch (e) {
-      if (!(e instanceof IpcProtocolError)) throw e;
-      this.invalid(conn, e);
-      return;
-    }
-    if (msg.type === 'hello') {
-      this.invalid(conn, new IpcProtocolError('type', 'a second hello on the connection'));
-      return;
-    }
-    this.counters.messagesIn++;
-    if (msg.type === 'error') this.log.warn('IPC: shim6d reports an error', { message: msg.message });
-    this.emitSafely('message', msg);
-  }
-
-  private handshake(conn: Connection, body: Buffer): void {
-    let msg: ShimdToReapd;
-    try {
-      const value = parseFrameBody(body);
-      const version = helloVersion(value);
-      if (version !== undefined && version !== IPC_VERSION) {
-        this.refuse(conn, `IPC version ${version} is not supported: this reapd speaks version ${IPC_VERSION}`);
-        return;
-      }
-      msg = validateShimdToReapd(value);
-    } catch (e) {
-      if (!(e instanceof IpcProtocolError)) throw e;
-      this.invalid(conn, e);
-      this.refuse(conn, `expected a hello: ${e.message}`);
-      return;
-    }
-    if (msg.type === 'error') {
-      this.log.warn('IPC: the peer refused the connection', { connection: conn.n, message: msg.message });
-      conn.framed.end('refused by the peer');
-      return;
-    }
-    if (msg.type !== 'hello') {
-      this.invalid(conn, new IpcProtocolError('type', `expected 'hello' first, got '${msg.type}'`));
-      this.refuse(conn, `expected a hello first, got '${msg.type}'`);
-      return;
-    }
-    if (msg.daemon !== 'shim6d') {
-      this.refuse(conn, `this is reapd's IPC socket: expected shim6d, got ${msg.daemon}`);
-      return;
-    }
-    if (conn.timer) clearTimeout(conn.timer);
-    conn.timer = undefined;
+  /** shim6d's hello was accepted: the connection replaces the connected one, if any. */
+  private established(conn: Connection, hello: IpcHelloMessage): void {
     this.pending.delete(conn);
-    this.counters.messagesIn++;
     const old = this.peer;
     if (old) {
       this.peer = undefined;
-      this.log.info('IPC: a new shim6d connection replaces the previous one', { previous: old.hello?.pid, pid: msg.pid });
-      old.framed.destroy('replaced by a new connection');
+      this.log.info('IPC: a new shim6d connection replaces the previous one', { previous: old.hello?.pid, pid: hello.pid });
+      old.destroy('replaced by a new connection');
       this.emitSafely('disconnected', 'replaced by a new connection');
     }
-    conn.hello = msg;
     this.peer = conn;
-    this.log.info('IPC: shim6d connected', { pid: msg.pid, connection: conn.n });
-    this.emitSafely('connected', msg);
+    this.log.info('IPC: shim6d connected', { pid: hello.pid, connection: conn.n });
+    this.emitSafely('connected', hello);
   }
 
   private closed(conn: Connection, reason: string): void {
-    if (conn.timer) clearTimeout(conn.timer);
     this.pending.delete(conn);
     if (this.peer !== conn) return;
     this.peer = undefined;
@@ -413,12 +282,8 @@ export class IpcServer extends EventEmitter<IpcServerEvents> {
   }
 
   /** Emits; a listener that throws costs a log line, never the connection or the server. */
-  private emitSafely<K extends keyof IpcServerEvents>(event: K, ...args: IpcServerEvents[K]): void {
-    try {
-      (this.emit as (event: K, ...args: IpcServerEvents[K]) => boolean)(event, ...args);
-    } catch (e) {
-      this.log.error(`IPC: '${event}' listener failed`, { error: errorMessage(e), ...(e instanceof Error && e.stack ? { stack: e.stack } : {}) });
-    }
+  private emitSafely(...event: EventTuple<IpcServerEvents>): void {
+    callListener(this.log, event[0], () => (this.emit as (...event: EventTuple<IpcServerEvents>) => boolean)(...event));
   }
 }
 

@@ -40,6 +40,7 @@
 import { canonicalIPv6 } from '../protocol/address';
 import { ReapState } from '../protocol/constants';
 import type { KeepaliveMessage, ProbeMessage, ProbeReport } from '../protocol/control-message';
+import type { IpcReapStatus, ProbeRecord, ReapStateName } from '../ipc/messages';
 import { orderCandidatePairs, samePair, type LocatorPair } from './pair-order';
 import { jitteredMs, keepaliveIntervalFor, MAX_PROBE_REPORTS, nominalProbeInterval, reapTimers, type ReapTimers } from './reap-timers';
 
@@ -60,30 +61,12 @@ export interface ReapContext {
   peerKeepaliveTimeout?: number;
 }
 
-export type ReapStateName = 'operational' | 'exploring' | 'inbound-ok';
-
-export interface ProbeRecord {
-  /** ms */
-  at: number;
-  direction: 'sent' | 'received';
-  local: string;
-  peer: string;
-  nonce: number;
-}
-
-export interface ReapStatus {
-  id: number;
-  state: ReapStateName;
-  /** ms: when the context entered `state`. */
-  since: number;
-  probesSent: number;
-  probesReceived: number;
-  keepalivesSent: number;
-  keepalivesReceived: number;
-  current: { local: string; peer: string };
-  /** Oldest first, at most historyLength. */
-  history: ProbeRecord[];
-}
+/**
+ * What the machine reports of a context is what reapd sends shim6d (ipc/messages.ts), under
+ * the machine's names; here `history` holds at most timers.historyLength records.
+ */
+export type { ProbeRecord, ReapStateName };
+export type ReapStatus = IpcReapStatus;
 
 /** Everything the machine counts or logs; each comes with a detail object naming the context. */
 export type ReapEvent =
@@ -146,15 +129,9 @@ interface ReceivedProbe extends ProbeReport {
   at: number;
 }
 
-interface Reap {
+/** A context's record: the values of its status (whose id and current pair are the context's), and the machine's own. */
+interface Reap extends Omit<ReapStatus, 'id' | 'current'> {
   ctx: ReapContext;
-  state: ReapStateName;
-  since: number;
-  probesSent: number;
-  probesReceived: number;
-  keepalivesSent: number;
-  keepalivesReceived: number;
-  history: ProbeRecord[];
   /** Newest first, at most MAX_PROBE_REPORTS. */
   sent: SentProbe[];
   /** Newest first, at most MAX_PROBE_REPORTS. */
