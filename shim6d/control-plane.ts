@@ -26,6 +26,7 @@ import { ConntrackMonitor } from './conntrack';
 import { ContextHeuristic } from './heuristic';
 import { FlowActivity } from './flow-activity';
 import { ReapLink } from './reap-link';
+import { ParameterProblemMonitor } from './icmp-parameter-problem';
 import { locateShim6Header, PacketError, type HeaderPosition } from '../protocol/ipv6-packet';
 import { MessageType } from '../protocol/constants';
 
@@ -68,6 +69,7 @@ export class ControlPlane {
   private poller: NodeJS.Timeout | undefined;
   private flowActivity: FlowActivity | undefined;
   readonly reap: ReapLink | undefined;
+  private icmp: ParameterProblemMonitor | undefined;
 
   constructor(private readonly o: ControlPlaneOptions) {
     const identities = o.identities.map((dir) => LocalIdentity.load(dir));
@@ -156,6 +158,17 @@ export class ControlPlane {
   async start(): Promise<void> {
     await this.addresses.ready;
     this.o.log.info('local locators', { addresses: this.addresses.addresses().map((a) => a.address).join(',') });
+    // A peer without Shim6 answers our I1 with an ICMPv6 Parameter Problem: NO-SUPPORT at once.
+    try {
+      this.icmp = new ParameterProblemMonitor();
+      this.icmp.on('noShim6', (p) => {
+        this.o.log.info('ICMPv6 Parameter Problem: the peer has no Shim6', { peer: p.peer, from: p.from });
+        this.input(() => this.machine.peerHasNoShim6(p.peer));
+      });
+      this.icmp.on('error', (e: Error) => this.o.log.warn('ICMPv6 socket', { error: e.message }));
+    } catch (e) {
+      this.o.log.warn('no ICMPv6 socket: peers without Shim6 are found by I1 timeouts only', { error: e instanceof Error ? e.message : String(e) });
+    }
     if (this.o.heuristic.enabled || this.o.reap) this.startConntrack();
     this.reap?.start();
     this.timer.reschedule();
@@ -237,6 +250,7 @@ export class ControlPlane {
 
   async stop(): Promise<void> {
     this.timer.stop();
+    this.icmp?.close();
     await this.reap?.stop();
     if (this.poller) clearInterval(this.poller);
     await this.conntrack?.close();

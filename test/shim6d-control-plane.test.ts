@@ -182,6 +182,8 @@ describe('shim6d context exchange (testbed, real daemons)', function () {
     try {
       assert.match(await a!.console(`context ${pa} ${pb}`), /I1 sent/);
       await waitFor(async () => (await dump(a)).contexts.some((c) => c.peerUlid === pb && c.state === 'NO-SUPPORT'), { what: 'A to give up on B', timeoutMs: 10_000, intervalMs: 100 });
+      // B's kernel answered the I1 with a Parameter Problem (unrecognised Next Header 140).
+      await waitFor(() => /ICMPv6 Parameter Problem: the peer has no Shim6/.test(a!.log()), { what: 'A to log the Parameter Problem', timeoutMs: 5000, intervalMs: 100 });
       assert.match(await a!.console(`context ${pa} ${pb}`), /^error: /, 'no new try during the hold-down');
       assert.ok(await bed().udpRoundTrip('a', pa, pb, server.port, { timeoutMs: 3000 }), 'plain unicast still works');
     } finally {
