@@ -11,6 +11,7 @@ async function main(): Promise<void> {
   const filters = process.argv.slice(2);
   if (filters.includes('--help') || filters.includes('-h')) {
     console.log('usage: npm run bench [-- NAME ...]   run bench/NAME*.bench.ts (all when none given)');
+    console.log('data-plane and reapd need root and start the daemons on a testbed (minutes); see bench/README.md');
     return;
   }
   const files = readdirSync(__dirname).filter((f) => f.endsWith('.bench.ts')).sort()

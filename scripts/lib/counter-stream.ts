@@ -7,7 +7,11 @@
  *   const s = await CounterStream.start(tb, { from: ['a', ulidA], to: ['b', ulidB] });
  *   await s.waitForMore(100);            // 100 more counters arrived in order
  *   const r = s.report();                // { received, errors, closed, maxGapMs, ... }
+ *   const at = await s.firstArrivalAfter(Date.now());   // when octets next arrive (receiver's clock)
  *   s.stop();
+ *
+ * The testbed's namespaces share the machine's clock, so the receiver's times compare with
+ * Date.now() in the test.
  */
 import type { ChildProcess } from 'node:child_process';
 import { jsonLines, type JsonLines } from './json-lines';
@@ -16,11 +20,50 @@ import { waitFor } from './wait';
 
 // Listens, accepts one connection, checks counters; prints {"ready":port} then a report
 // {"received","expected","errors","closed","lastAt","maxGapMs","gaps":[{at,ms}]} every 100 ms.
+// A line {"mark":T} on stdin (T: ms since the epoch, usually a moment just past) adds "mark":
+// {at,lastBefore,firstAfter,maxGapMs,arrivals} to the reports: the last arrival at or before T,
+// the first after it, the longest silence ending after it and how many arrivals came after it
+// (computed from the recent arrival times kept, then kept up to date). A new mark replaces it.
 const RECEIVER = `
 const net = require('node:net');
 const [addr, port] = process.argv.slice(1);
 const st = { received: 0, errors: 0, closed: false, error: null, lastAt: 0, maxGapMs: 0, gaps: [] };
 let buf = Buffer.alloc(0);
+const RECENT = 4096;
+const recent = [];
+let mark = null;
+function arrived(now, gap) {
+  recent.push(now);
+  if (recent.length > RECENT) recent.splice(0, recent.length - RECENT);
+  if (mark === null) return;
+  if (now <= mark.at) { mark.lastBefore = now; return; }
+  if (mark.firstAfter === null) mark.firstAfter = now;
+  if (gap > mark.maxGapMs) mark.maxGapMs = gap;
+  mark.arrivals++;
+}
+function setMark(at) {
+  mark = { at, lastBefore: null, firstAfter: null, maxGapMs: 0, arrivals: 0 };
+  for (let i = 0; i < recent.length; i++) {
+    const t = recent[i];
+    if (t <= at) { mark.lastBefore = t; continue; }
+    if (mark.firstAfter === null) mark.firstAfter = t;
+    const gap = i > 0 ? t - recent[i - 1] : 0;
+    if (gap > mark.maxGapMs) mark.maxGapMs = gap;
+    mark.arrivals++;
+  }
+}
+let commands = '';
+process.stdin.setEncoding('utf8');
+process.stdin.on('data', (d) => {
+  commands += d;
+  let nl;
+  while ((nl = commands.indexOf('\\n')) >= 0) {
+    const line = commands.slice(0, nl);
+    commands = commands.slice(nl + 1);
+    try { const m = JSON.parse(line); if (typeof m.mark === 'number') setMark(m.mark); } catch {}
+  }
+});
+process.stdin.on('error', () => undefined);
 const srv = net.createServer((c) => {
   srv.close();
   st.lastAt = Date.now();
@@ -30,6 +73,7 @@ const srv = net.createServer((c) => {
     if (gap > st.maxGapMs) st.maxGapMs = gap;
     if (gap >= 200) st.gaps.push({ at: now, ms: gap });
     st.lastAt = now;
+    arrived(now, gap);
     buf = Buffer.concat([buf, d]);
     while (buf.length >= 8) {
       const v = Number(buf.readBigUInt64BE(0));
@@ -41,7 +85,7 @@ const srv = net.createServer((c) => {
   c.on('error', (e) => { st.error = e.message; });
   c.on('close', () => { st.closed = true; report(); });
 });
-function report() { process.stdout.write(JSON.stringify({ ...st, gaps: st.gaps.slice(-20), now: Date.now() }) + '\\n'); }
+function report() { process.stdout.write(JSON.stringify({ ...st, gaps: st.gaps.slice(-20), now: Date.now(), ...(mark ? { mark } : {}) }) + '\\n'); }
 srv.listen(Number(port), addr, () => {
   process.stdout.write(JSON.stringify({ ready: srv.address().port }) + '\\n');
   setInterval(report, 100);
@@ -78,6 +122,22 @@ export interface CounterReport {
   /** The longest silence between two arrivals, and the silences of 200 ms or more. */
   maxGapMs: number;
   gaps: Array<{ at: number; ms: number }>;
+  /** What arrived after the latest mark() (once the receiver has taken it). */
+  mark?: CounterMark;
+}
+
+/** The receiver's view of the arrivals around one moment (CounterStream.mark). */
+export interface CounterMark {
+  /** The marked moment (ms since the epoch). */
+  at: number;
+  /** The last arrival at or before `at`, if the receiver still remembers one (its last 4,096 arrivals). */
+  lastBefore: number | null;
+  /** The first arrival after `at`; null while none has come. */
+  firstAfter: number | null;
+  /** The longest silence that ended after `at` (it may have begun before). */
+  maxGapMs: number;
+  /** Arrivals (data events, each one or more counters) after `at`. */
+  arrivals: number;
 }
 
 export interface CounterStreamOptions {
@@ -98,7 +158,9 @@ export class CounterStream {
   static async start(tb: Testbed, o: CounterStreamOptions): Promise<CounterStream> {
     const [toHost, toAddr] = o.to;
     const [fromHost, fromAddr] = o.from;
-    const receiver = tb.spawn(toHost, process.execPath, ['-e', RECEIVER, toAddr, String(o.port ?? 0)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const receiver = tb.spawn(toHost, process.execPath, ['-e', RECEIVER, toAddr, String(o.port ?? 0)], { stdio: ['pipe', 'pipe', 'pipe'] });
+    // mark() writes here; a receiver that has gone must not turn into an unhandled EPIPE.
+    receiver.stdin?.on('error', () => undefined);
     const rx = jsonLines(receiver);
     const ready = await waitFor(() => rx.lines.find((l) => typeof l['ready'] === 'number'), { what: 'the counter receiver to listen', timeoutMs: 10_000 });
     const sender = tb.spawn(fromHost, process.execPath, ['-e', SENDER, fromAddr, toAddr, String(ready['ready']), String(o.intervalMs ?? 10)], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -144,6 +206,43 @@ export class CounterStream {
       },
       { what: `${count} more counters on the stream`, timeoutMs, intervalMs: 50 },
     );
+  }
+
+  /**
+   * Asks the receiver to describe the arrivals after `at` (ms since the epoch; default now):
+   * see CounterMark, in report().mark once the receiver has taken it. Replaces any earlier mark.
+   */
+  mark(at: number = Date.now()): void {
+    this.receiver.stdin?.write(`${JSON.stringify({ mark: at })}\n`);
+  }
+
+  /** The receiver's latest report on the mark at `at` (undefined until it has taken that mark). */
+  sinceMark(at: number): CounterMark | undefined {
+    const m = this.report().mark;
+    return m !== undefined && m.at === at ? m : undefined;
+  }
+
+  /**
+   * Marks `at` and waits for the first octets to arrive after it; resolves with their arrival
+   * time (the receiver's clock, ms since the epoch). Throws at once if the connection breaks
+   * or a counter is out of order, and after `timeoutMs` without an arrival.
+   */
+  async firstArrivalAfter(at: number, timeoutMs = 120_000): Promise<number> {
+    this.mark(at);
+    // waitFor retries a condition that throws; a broken stream ends the wait as a result instead.
+    const outcome = await waitFor(
+      (): { at: number } | { broken: string } | undefined => {
+        const problem = this.senderProblem();
+        if (problem) return { broken: `the stream broke at the sender: ${problem}` };
+        const r = this.report();
+        if (r.closed || r.errors > 0) return { broken: `the stream broke at the receiver: ${JSON.stringify(r)}` };
+        const first = this.sinceMark(at)?.firstAfter;
+        return typeof first === 'number' ? { at: first } : undefined;
+      },
+      { what: `the first counter after ${new Date(at).toISOString()}`, timeoutMs, intervalMs: 20 },
+    );
+    if ('broken' in outcome) throw new Error(outcome.broken);
+    return outcome.at;
   }
 
   stop(): void {
