@@ -193,8 +193,9 @@ export class ContextMachine {
   /** True while a peer that did not answer (or said it has no Shim6) is in its hold-down. */
   inHoldDown(peerUlid: string): boolean {
     const now = this.options.now();
+    const peer = canonicalIPv6(peerUlid);
     for (const ctx of this.table.values()) {
-      if (ctx.peerUlid.text !== canonicalIPv6(peerUlid)) continue;
+      if (ctx.peerUlid.text !== peer) continue;
       const c = this.control.get(ctx.id);
       if (c?.holdDownUntil !== undefined && c.holdDownUntil > now) return true;
     }
@@ -353,8 +354,9 @@ export class ContextMachine {
 
   /** ICMPv6 Parameter Problem (unrecognised Next Header 140) from the peer: it has no Shim6. */
   peerHasNoShim6(peerUlid: string): void {
+    const peer = canonicalIPv6(peerUlid);
     for (const ctx of this.table.values()) {
-      if (ctx.peerUlid.text === canonicalIPv6(peerUlid) && ctx.state === 'I1-SENT') this.noSupport(ctx, this.timers.icmpHoldDownMs, 'ICMPv6 Parameter Problem');
+      if (ctx.peerUlid.text === peer && ctx.state === 'I1-SENT') this.noSupport(ctx, this.timers.icmpHoldDownMs, 'ICMPv6 Parameter Problem');
     }
   }
 
