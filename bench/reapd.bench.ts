@@ -27,8 +27,9 @@
  *    contexts with one datagram per context per second from B to A only (A receives without
  *    sending: a Keepalive every third of 10 s per context, about 300 per second).
  *
- * About 12 minutes, most of it the ten default-timer cuts. Needs root; without it, it says so
- * and returns. Whatever happens, the streams and daemons are stopped and the testbed destroyed.
+ * About 10 minutes, most of it the ten default-timer cuts (about 45 s each). Needs root;
+ * without it, it says so and returns. Whatever happens, the streams and daemons are stopped
+ * and the testbed destroyed.
  *
  * Environment: SHIM6_BENCH_REAPD_CUTS (default 10, at least 2) cuts per timer set;
  * SHIM6_BENCH_REAPD_PARTS (default "failover,idle"; also "failover-default",
@@ -725,48 +726,64 @@ export async function run(): Promise<void> {
   const cuts = envCuts();
   const parts = envParts();
   const started = Date.now();
+  /** The testbed in use: one for the failover part, a fresh one for the idle part. */
   let tb: Testbed | undefined;
   let keys: string | undefined;
   const d: Daemons = { reapd: {}, shim6d: {} };
   const streams: CounterStream[] = [];
-  // Ctrl-C: leave through process.exit, whose hook (scripts/lib/testbed.ts) destroys the testbed
-  // (killing everything in it); the run directories and keys go in our own exit hook.
-  const onSignal = (): void => process.exit(130);
-  const onExit = (): void => {
+  const removeFiles = (): void => {
     if (tb) for (const h of SIDES) rmSync(runDirOf(tb, h), { recursive: true, force: true });
     if (keys) rmSync(keys, { recursive: true, force: true });
   };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  process.on('exit', onExit);
-  try {
-    tb = await Testbed.create();
-    keys = mkdtempSync(join(tmpdir(), 'shim6-bench-reapd-'));
-    console.log(`\ntestbed ${tb.id}; ${cuts} cuts per timer set; parts: ${[...parts].join(', ')}`);
-    if (parts.has('failover-default') || parts.has('failover-aggressive')) {
-      const ids = { a: await hbaIdentity(tb, 'a', join(keys, 'a')), b: await hbaIdentity(tb, 'b', join(keys, 'b')) };
-      console.log(`HBA addresses: A ${ids.a.locators.join(', ')}; B ${ids.b.locators.join(', ')}; streams A → B on each path, a counter every 10 ms`);
-      for (const set of [DEFAULT_SET, AGGRESSIVE_SET]) {
-        if (!parts.has(`failover-${set.key}`)) continue;
-        console.log(`\n${set.label}: ${describeSet(set)}`);
-        reportSet(await failoverSet(tb, ids, set, cuts, d, streams));
-      }
-    }
-    if (parts.has('idle')) {
-      const s = await idleCost(tb, d);
-      console.log(`(idle part: ${(s / 60).toFixed(1)} min)`);
-    }
-    console.log(`\n(reapd bench: ${((Date.now() - started) / 60_000).toFixed(1)} min in all)`);
-  } finally {
-    for (const s of streams) s.stop();
+  /** Streams, daemons, testbed and files gone; idempotent. */
+  const release = async (): Promise<void> => {
+    for (const s of streams.splice(0)) s.stop();
     if (tb) {
       const bed = tb;
       await stopDaemons(bed, d, 'cleanup').catch((e: unknown) => console.error(`stopping the daemons: ${String(e)}`));
       await bed.destroy();
     }
-    onExit();
+    removeFiles();
+    tb = undefined;
+    keys = undefined;
+  };
+  // Ctrl-C: leave through process.exit, whose hook (scripts/lib/testbed.ts) destroys the testbed
+  // (killing everything in it); the run directories and keys go in our own exit hook.
+  const onSignal = (): void => process.exit(130);
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  process.on('exit', removeFiles);
+  try {
+    console.log(`
+${cuts} cuts per timer set; parts: ${[...parts].join(', ')}`);
+    if (parts.has('failover-default') || parts.has('failover-aggressive')) {
+      tb = await Testbed.create();
+      keys = mkdtempSync(join(tmpdir(), 'shim6-bench-reapd-'));
+      const ids = { a: await hbaIdentity(tb, 'a', join(keys, 'a')), b: await hbaIdentity(tb, 'b', join(keys, 'b')) };
+      console.log(`testbed ${tb.id}; HBA addresses: A ${ids.a.locators.join(', ')}; B ${ids.b.locators.join(', ')}; streams A → B on each path, a counter every 10 ms`);
+      for (const set of [DEFAULT_SET, AGGRESSIVE_SET]) {
+        if (!parts.has(`failover-${set.key}`)) continue;
+        console.log(`
+${set.label}: ${describeSet(set)}`);
+        reportSet(await failoverSet(tb, ids, set, cuts, d, streams));
+      }
+      await release();
+    }
+    if (parts.has('idle')) {
+      // A fresh testbed: no HBA addresses, and no conntrack entries of the streams for the heuristic to act on.
+      tb = await Testbed.create();
+      console.log(`
+idle part: testbed ${tb.id}`);
+      const s = await idleCost(tb, d);
+      console.log(`(idle part: ${(s / 60).toFixed(1)} min)`);
+      await release();
+    }
+    console.log(`
+(reapd bench: ${((Date.now() - started) / 60_000).toFixed(1)} min in all)`);
+  } finally {
+    await release();
     process.removeListener('SIGINT', onSignal);
     process.removeListener('SIGTERM', onSignal);
-    process.removeListener('exit', onExit);
+    process.removeListener('exit', removeFiles);
   }
 }

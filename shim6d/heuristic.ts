@@ -436,13 +436,14 @@ export class ContextHeuristic {
       else if (this.activeSeconds > 0 && activeMs >= this.activeSeconds * 1000) p.qualified = { reason: 'active', at: now };
       else return undefined;
     }
-    if (this.holdDownCheck(p.peer)) {
-      this.counters.suppressedHoldDown++;
+    // The context lookup is one map access; the hold-down check may look at every context of the peer.
+    if (this.hasContext(p.local, p.peer)) {
+      this.counters.suppressedHasContext++;
       this.waiting.add(p.key);
       return undefined;
     }
-    if (this.hasContext(p.local, p.peer)) {
-      this.counters.suppressedHasContext++;
+    if (this.holdDownCheck(p.peer)) {
+      this.counters.suppressedHoldDown++;
       this.waiting.add(p.key);
       return undefined;
     }

@@ -337,7 +337,7 @@ describe('ContextHeuristic', () => {
       h.observe(obs(10), T0);
       assert.deepEqual(asked, []);
       h.observe({ source: '2001:db8:b1:0::b', destination: LOCAL, packets: 40, flow: 'z' }, T0 + 1);
-      assert.deepEqual(asked, [`hold ${PEER}`, `ctx ${LOCAL} ${PEER}`]);
+      assert.deepEqual(asked, [`ctx ${LOCAL} ${PEER}`, `hold ${PEER}`]);
     });
   });
 
