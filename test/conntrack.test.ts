@@ -243,7 +243,8 @@ describe('ConntrackMonitor', function () {
       const got: ContextCandidate[] = [];
       for (const l of monitor.lines) if (l.kind) got.push(...h.observe(l as ConntrackEvent));
       assert.deepEqual(got.map((c) => [c.local, c.peer, c.reason]), [[ADDR_A, ADDR_B, 'packets']]);
-      assert.ok((got[0]?.packets ?? 0) >= DATAGRAMS);
+      // Reported when a sample first passed the threshold (50 by default), which may be mid-stream.
+      assert.ok((got[0]?.packets ?? 0) >= 50, `packets ${got[0]?.packets}`);
     });
 
     it('reports a TCP exchange: new and update events, and samples with protocol 6', async () => {
