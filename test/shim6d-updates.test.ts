@@ -294,6 +294,8 @@ describe('shim6d updates, forged and replayed Update Requests, TCP across a rest
     const ca = await established(a, 'A to establish the context with B');
     await established(b, 'B to establish the context with A');
     assert.deepEqual(addresses(ca.peerLocators), [lb(0), lb(1)].sort(), 'A knows B\'s two configured locators');
+    // tshark writes what it captured a moment later: wait for the exchange in the file before stopping.
+    await waitFor(async () => (await capture.fields(['shim6.type'], 'shim6').catch(() => [])).length >= 4, { what: 'the exchange in the capture file', timeoutMs: 10_000, intervalMs: 200 });
     await capture.stop();
     const rows = checkControlMessages(await wireRows(capture), 'the context exchange');
     // (A retransmission on a loaded machine repeats a type: the order of first appearance counts.)
