@@ -29,7 +29,7 @@ import { findOption } from '../protocol/options';
 import { Capture, PRIME_FILTER } from '../scripts/lib/capture';
 import { hbaIdentity, Shim6dProcess, type DumpContext, type DumpJson, type HbaIdentity } from '../scripts/lib/shim6d';
 import { run, Testbed, type ExecResult } from '../scripts/lib/testbed';
-import { tcpCounterStream, type CounterStream } from '../scripts/lib/traffic';
+import { CounterStream } from '../scripts/lib/counter-stream';
 import { waitFor } from '../scripts/lib/wait';
 
 const ROOT = join(__dirname, '..');
@@ -312,7 +312,7 @@ describe('shim6d updates, forged and replayed Update Requests, TCP across a rest
         failures.push(e);
       }
     };
-    await step(() => stream?.close());
+    await step(() => stream?.stop());
     for (const c of captures) await step(() => c.cleanup());
     for (const d of [a, b]) {
       await step(async () => {
@@ -485,11 +485,12 @@ describe('shim6d updates, forged and replayed Update Requests, TCP across a rest
 
   it('a TCP connection between the ULIDs of a shimmed context survives B\'s SIGKILL and restart: R1bis/I2bis rebuild the context and the same connection delivers every byte in order', async () => {
     const capture = await captureAtA();
-    stream = await tcpCounterStream(bed(), 'a', la(0), 'b', lb(0), { intervalMs: 10 });
+    stream = await CounterStream.start(bed(), { from: ['a', la(0)], to: ['b', lb(0)], intervalMs: 10 });
     assert.deepEqual([stream.source.localAddress, stream.source.remoteAddress], [la(0), lb(0)], 'between the ULIDs');
     assert.deepEqual([stream.sink.remoteAddress, stream.sink.remotePort], [stream.source.localAddress, stream.source.localPort], 'one connection, seen from both ends');
     const s = stream;
-    const progress = (n: number, what: string, timeoutMs = 15_000): Promise<number> => waitFor(() => (s.received() >= n ? s.received() : undefined), { what, timeoutMs, intervalMs: 50 });
+    const received = (): number => s.report().received;
+    const progress = async (n: number, what: string, timeoutMs = 15_000): Promise<number> => (await s.waitForReceived(n, timeoutMs, what)).received;
     await progress(20, 'counters on the ULID pair');
 
     // Both ends move the context to path 2, and path 1 breaks: every packet must carry the payload header.
@@ -499,7 +500,7 @@ describe('shim6d updates, forged and replayed Update Requests, TCP across a rest
     assert.match(await daemon(b).console(`shim ${cb.id} ${lb(1)} ${la(1)}`), /shimmed/);
     await bed().cut(1);
     try {
-      await progress(s.received() + 50, 'counters over the shimmed path 2');
+      await progress(received() + 50, 'counters over the shimmed path 2');
       const shimmed = await context(a);
       assert.ok(shimmed.counters.shimmedPackets > 0 && shimmed.counters.deshimmedPackets > 0, 'A shims and deshims the connection');
       const i2bisBefore = await counter(a, 'i2bis-sent');
@@ -507,7 +508,7 @@ describe('shim6d updates, forged and replayed Update Requests, TCP across a rest
       await daemon(b).kill();
       daemon(b).cleanup();
       const oldPid = daemon(b).pid;
-      const atRestart = s.received();
+      const atRestart = received();
       b = await Shim6dProcess.start(bed(), 'b', configB());
       assert.notEqual(daemon(b).pid, oldPid, 'a new shim6d, without the old state');
 
@@ -534,7 +535,7 @@ describe('shim6d updates, forged and replayed Update Requests, TCP across a rest
       assert.equal(end.bytes, end.sent * 8);
       assert.equal(end.leftover, 0);
     } finally {
-      stream.close();
+      stream.stop();
       await bed().restore(1);
     }
 

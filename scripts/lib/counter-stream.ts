@@ -8,7 +8,11 @@
  *   await s.waitForMore(100);            // 100 more counters arrived in order
  *   const r = s.report();                // { received, errors, closed, maxGapMs, ... }
  *   const at = await s.firstArrivalAfter(Date.now());   // when octets next arrive (receiver's clock)
- *   s.stop();
+ *   const end = await s.finish();        // FIN after the last counter: { sent, received, bytes, leftover }
+ *   s.stop();                            // kills both ends (for finally and after hooks)
+ *
+ * The receiver accepts one connection only, so a stream that finishes with sent === received
+ * went through one and the same connection.
  *
  * The testbed's namespaces share the machine's clock, so the receiver's times compare with
  * Date.now() in the test.
@@ -18,8 +22,10 @@ import { jsonLines, type JsonLines } from './json-lines';
 import type { Host, Testbed } from './testbed';
 import { waitFor } from './wait';
 
-// Listens, accepts one connection, checks counters; prints {"ready":port} then a report
-// {"received","expected","errors","closed","lastAt","maxGapMs","gaps":[{at,ms}]} every 100 ms.
+// Listens, accepts one connection (then stops listening), checks counters; prints {"ready":port},
+// {"connected":{endpoints}}, then a report {"received","errors","closed","bytes","lastAt",
+// "maxGapMs","gaps":[{at,ms}]} every 100 ms; when the sender ends the connection, a last report
+// with "done":true and "leftover" (octets after the last whole counter).
 // A line {"mark":T} on stdin (T: ms since the epoch, usually a moment just past) adds "mark":
 // {at,lastBefore,firstAfter,maxGapMs,arrivals} to the reports: the last arrival at or before T,
 // the first after it, the longest silence ending after it and how many arrivals came after it
@@ -27,7 +33,7 @@ import { waitFor } from './wait';
 const RECEIVER = `
 const net = require('node:net');
 const [addr, port] = process.argv.slice(1);
-const st = { received: 0, errors: 0, closed: false, error: null, lastAt: 0, maxGapMs: 0, gaps: [] };
+const st = { received: 0, errors: 0, closed: false, error: null, bytes: 0, lastAt: 0, maxGapMs: 0, gaps: [] };
 let buf = Buffer.alloc(0);
 const RECENT = 4096;
 const recent = [];
@@ -67,7 +73,9 @@ process.stdin.on('error', () => undefined);
 const srv = net.createServer((c) => {
   srv.close();
   st.lastAt = Date.now();
+  process.stdout.write(JSON.stringify({ connected: { localAddress: c.localAddress, localPort: c.localPort, remoteAddress: c.remoteAddress, remotePort: c.remotePort } }) + '\\n');
   c.on('data', (d) => {
+    st.bytes += d.length;
     const now = Date.now();
     const gap = now - st.lastAt;
     if (gap > st.maxGapMs) st.maxGapMs = gap;
@@ -83,6 +91,7 @@ const srv = net.createServer((c) => {
     }
   });
   c.on('error', (e) => { st.error = e.message; });
+  c.on('end', () => { st.done = true; st.leftover = buf.length; c.end(); });
   c.on('close', () => { st.closed = true; report(); });
 });
 function report() { process.stdout.write(JSON.stringify({ ...st, gaps: st.gaps.slice(-20), now: Date.now(), ...(mark ? { mark } : {}) }) + '\\n'); }
@@ -93,20 +102,27 @@ srv.listen(Number(port), addr, () => {
 `;
 
 // Connects from a bound address and writes the next counter every intervalMs; prints
-// {"connected":true}, and {"error"} or {"closed"} if the connection ends.
+// {"connected":{endpoints}}, and {"error"} or {"closed"} if the connection ends. When its stdin
+// ends it stops writing, ends the connection (FIN) and prints {"done":true,"sent":n} once closed.
 const SENDER = `
 const net = require('node:net');
 const [from, to, port, intervalMs] = process.argv.slice(1);
-let n = 0n;
+let n = 0n, timer, finishing = false;
 const c = net.connect({ host: to, port: Number(port), localAddress: from });
 c.setNoDelay(true);
 c.on('connect', () => {
-  process.stdout.write(JSON.stringify({ connected: true }) + '\\n');
-  setInterval(() => { const b = Buffer.alloc(8); b.writeBigUInt64BE(n++); c.write(b); }, Number(intervalMs));
+  process.stdout.write(JSON.stringify({ connected: { localAddress: c.localAddress, localPort: c.localPort, remoteAddress: c.remoteAddress, remotePort: c.remotePort } }) + '\\n');
+  timer = setInterval(() => { const b = Buffer.alloc(8); b.writeBigUInt64BE(n++); c.write(b); }, Number(intervalMs));
 });
 c.on('error', (e) => { process.stdout.write(JSON.stringify({ error: e.message }) + '\\n'); process.exit(1); });
-c.on('close', () => { process.stdout.write(JSON.stringify({ closed: true }) + '\\n'); process.exit(1); });
+c.on('close', (hadError) => {
+  process.stdout.write(JSON.stringify(finishing && !hadError ? { done: true, sent: Number(n) } : { closed: true }) + '\\n');
+  process.exit(finishing && !hadError ? 0 : 1);
+});
 c.resume();
+process.stdin.on('end', () => { finishing = true; clearInterval(timer); c.end(); });
+process.stdin.on('error', () => undefined);
+process.stdin.resume();
 `;
 
 export interface CounterReport {
@@ -117,6 +133,11 @@ export interface CounterReport {
   /** The connection ended (reset or close). */
   closed: boolean;
   error: string | null;
+  /** Octets received. */
+  bytes: number;
+  /** The sender ended the connection (finish()); then `leftover` octets followed the last whole counter. */
+  done?: boolean;
+  leftover?: number;
   /** When the last octets arrived (ms since the epoch, the receiver's clock). */
   lastAt: number;
   /** The longest silence between two arrivals, and the silences of 200 ms or more. */
@@ -140,6 +161,14 @@ export interface CounterMark {
   arrivals: number;
 }
 
+/** One end of the connection, as that end's socket sees it. */
+export interface TcpEndpoints {
+  localAddress: string;
+  localPort: number;
+  remoteAddress: string;
+  remotePort: number;
+}
+
 export interface CounterStreamOptions {
   from: [Host, string];
   to: [Host, string];
@@ -148,6 +177,10 @@ export interface CounterStreamOptions {
 }
 
 export class CounterStream {
+  /** The connection as the sender (source) and the receiver (sink) see it. */
+  source!: TcpEndpoints;
+  sink!: TcpEndpoints;
+
   private constructor(
     private readonly receiver: ChildProcess,
     private readonly sender: ChildProcess,
@@ -163,24 +196,26 @@ export class CounterStream {
     receiver.stdin?.on('error', () => undefined);
     const rx = jsonLines(receiver);
     const ready = await waitFor(() => rx.lines.find((l) => typeof l['ready'] === 'number'), { what: 'the counter receiver to listen', timeoutMs: 10_000 });
-    const sender = tb.spawn(fromHost, process.execPath, ['-e', SENDER, fromAddr, toAddr, String(ready['ready']), String(o.intervalMs ?? 10)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // finish() ends the sender's stdin.
+    const sender = tb.spawn(fromHost, process.execPath, ['-e', SENDER, fromAddr, toAddr, String(ready['ready']), String(o.intervalMs ?? 10)], { stdio: ['pipe', 'pipe', 'pipe'] });
+    sender.stdin?.on('error', () => undefined);
     const tx = jsonLines(sender);
     const s = new CounterStream(receiver, sender, rx, tx);
-    await waitFor(
-      () => {
-        const bad = tx.lines.find((l) => l['error'] !== undefined || l['closed'] !== undefined);
-        if (bad) throw new Error(`counter sender: ${JSON.stringify(bad)} ${tx.stderr()}`);
-        return tx.lines.some((l) => l['connected'] === true);
-      },
-      { what: 'the counter stream to connect', timeoutMs: 10_000 },
-    );
+    const connected = (l: JsonLines): TcpEndpoints | undefined => l.lines.find((x) => x['connected'] !== undefined)?.['connected'] as TcpEndpoints | undefined;
+    const ends = await s.until('the counter stream to connect', 10_000, () => {
+      const source = connected(tx);
+      const sink = connected(rx);
+      return source && sink ? { source, sink } : undefined;
+    });
+    s.source = ends.source;
+    s.sink = ends.sink;
     return s;
   }
 
   /** The receiver's latest report. */
   report(): CounterReport {
     const last = [...this.rx.lines].reverse().find((l) => typeof l['received'] === 'number');
-    if (!last) return { received: 0, errors: 0, closed: false, error: null, lastAt: 0, maxGapMs: 0, gaps: [] };
+    if (!last) return { received: 0, errors: 0, closed: false, error: null, bytes: 0, lastAt: 0, maxGapMs: 0, gaps: [] };
     return last as unknown as CounterReport;
   }
 
@@ -190,22 +225,54 @@ export class CounterStream {
     return bad ? JSON.stringify(bad) : undefined;
   }
 
+  /** Why the stream is broken (a sender error or close, a reset, an out-of-order counter), if it is. */
+  private broken(): string | undefined {
+    const problem = this.senderProblem();
+    if (problem) return `the stream broke at the sender: ${problem} ${this.tx.stderr().trim()}`;
+    const r = this.report();
+    if ((r.closed && !r.done) || r.errors > 0) return `the stream broke at the receiver: ${JSON.stringify(r)} ${this.rx.stderr().trim()}`;
+    return undefined;
+  }
+
   /**
-   * Waits until `count` more counters than now have arrived in order; throws at once if the
-   * connection breaks or a counter is out of order. Resolves with the report at that point.
+   * Polls `cond` until it holds; a broken stream ends the wait at once with its reason
+   * (waitFor itself would retry a condition that throws until the deadline).
    */
-  async waitForMore(count: number, timeoutMs = 60_000): Promise<CounterReport> {
-    const target = this.report().received + count;
-    return waitFor(
-      () => {
-        const r = this.report();
-        const problem = this.senderProblem();
-        if (problem) throw new Error(`the stream broke at the sender: ${problem}`);
-        if (r.closed || r.errors > 0) throw new Error(`the stream broke at the receiver: ${JSON.stringify(r)}`);
-        return r.received >= target ? r : undefined;
-      },
-      { what: `${count} more counters on the stream`, timeoutMs, intervalMs: 50 },
-    );
+  private async until<T>(what: string, timeoutMs: number, cond: () => T | undefined): Promise<T> {
+    const outcome = await waitFor((): { value: T } | { broken: string } | undefined => {
+      const broken = this.broken();
+      if (broken !== undefined) return { broken };
+      const value = cond();
+      return value === undefined ? undefined : { value };
+    }, { what, timeoutMs, intervalMs: 20 });
+    if ('broken' in outcome) throw new Error(outcome.broken);
+    return outcome.value;
+  }
+
+  /** Waits until `target` counters in all have arrived in order; throws at once if the stream breaks. */
+  waitForReceived(target: number, timeoutMs = 60_000, what = `${target} counters on the stream`): Promise<CounterReport> {
+    return this.until(what, timeoutMs, () => {
+      const r = this.report();
+      return r.received >= target ? r : undefined;
+    });
+  }
+
+  /** Waits until `count` more counters than now have arrived in order; throws at once if the stream breaks. */
+  waitForMore(count: number, timeoutMs = 60_000): Promise<CounterReport> {
+    return this.waitForReceived(this.report().received + count, timeoutMs, `${count} more counters on the stream`);
+  }
+
+  /**
+   * Stops the sender (FIN after its last counter) and waits for both ends' final word: how many
+   * counters were sent, and how many the receiver got in order, in how many octets.
+   */
+  async finish(timeoutMs = 30_000): Promise<{ sent: number; received: number; bytes: number; leftover: number }> {
+    this.sender.stdin?.end();
+    return this.until('both ends of the counter stream to finish', timeoutMs, () => {
+      const sent = this.tx.lines.find((l) => l['done'] === true)?.['sent'];
+      const r = this.report();
+      return typeof sent === 'number' && r.done ? { sent, received: r.received, bytes: r.bytes, leftover: r.leftover ?? 0 } : undefined;
+    });
   }
 
   /**
@@ -229,20 +296,10 @@ export class CounterStream {
    */
   async firstArrivalAfter(at: number, timeoutMs = 120_000): Promise<number> {
     this.mark(at);
-    // waitFor retries a condition that throws; a broken stream ends the wait as a result instead.
-    const outcome = await waitFor(
-      (): { at: number } | { broken: string } | undefined => {
-        const problem = this.senderProblem();
-        if (problem) return { broken: `the stream broke at the sender: ${problem}` };
-        const r = this.report();
-        if (r.closed || r.errors > 0) return { broken: `the stream broke at the receiver: ${JSON.stringify(r)}` };
-        const first = this.sinceMark(at)?.firstAfter;
-        return typeof first === 'number' ? { at: first } : undefined;
-      },
-      { what: `the first counter after ${new Date(at).toISOString()}`, timeoutMs, intervalMs: 20 },
-    );
-    if ('broken' in outcome) throw new Error(outcome.broken);
-    return outcome.at;
+    return this.until(`the first counter after ${new Date(at).toISOString()}`, timeoutMs, () => {
+      const first = this.sinceMark(at)?.firstAfter;
+      return typeof first === 'number' ? first : undefined;
+    });
   }
 
   stop(): void {
