@@ -182,30 +182,17 @@ export class ControlPlane {
    */
   private startConntrack(): void {
     const h = this.o.heuristic;
-    const locals = (): Set<string> => new Set(this.localLocators());
+    const isLocal = (address: string): boolean => this.addresses.has(address);
     if (h.enabled) {
       this.heuristic = new ContextHeuristic({
         packetThreshold: h.packets,
         activeSeconds: h.activeSeconds,
         holdDownCheck: (peer) => this.machine.inHoldDown(peer),
         hasContext: (local, peer) => this.o.table.byUlids(local, peer) !== undefined,
-        isLocal: (address) => locals().has(address),
+        isLocal,
       });
     }
-    if (this.o.reap) {
-      let localSet = locals();
-      let localSetAt = 0;
-      this.flowActivity = new FlowActivity(
-        (address) => {
-          if (Date.now() - localSetAt > 1000) {
-            localSet = locals();
-            localSetAt = Date.now();
-          }
-          return localSet.has(address);
-        },
-        (local, peer) => this.o.table.byUlids(local, peer) !== undefined,
-      );
-    }
+    if (this.o.reap) this.flowActivity = new FlowActivity(isLocal, (local, peer) => this.o.table.byUlids(local, peer) !== undefined);
     this.conntrack = new ConntrackMonitor();
     this.conntrack.on('error', (e: Error) => this.o.log.warn('conntrack', { error: e.message }));
     this.conntrack.on('event', (e) => {

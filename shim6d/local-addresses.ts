@@ -141,6 +141,12 @@ export class LocatorTracker {
   addresses(): LocalAddress[] {
     return [...this.usable.values()].map((l) => ({ ...l }));
   }
+
+  /** Whether `address` (canonical text) is a usable locator on some interface. */
+  has(address: string): boolean {
+    for (const l of this.usable.values()) if (l.address === address) return true;
+    return false;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -290,6 +296,11 @@ export class LocalAddressMonitor extends EventEmitter<LocalAddressMonitorEvents>
   /** The usable locators now. */
   addresses(): LocalAddress[] {
     return this.tracker.addresses();
+  }
+
+  /** Whether `address` (canonical text) is a usable locator now. */
+  has(address: string): boolean {
+    return this.tracker.has(address);
   }
 
   /**

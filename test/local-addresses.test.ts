@@ -102,6 +102,9 @@ describe('local addresses: LocatorTracker (pure)', () => {
     ]);
     assert.deepEqual(changes(t.apply(msg('2001:db8::1', { ifindex: 2, kind: 'del' }))), ['removed 2001:db8::1%2/64']);
     assert.deepEqual(t.addresses(), [{ address: '2001:db8::1', ifindex: 3, prefixLength: 48 }]);
+    assert.equal(t.has('2001:db8::1'), true, 'still a locator on the other interface');
+    t.apply(msg('2001:db8::1', { ifindex: 3, kind: 'del' }));
+    assert.equal(t.has('2001:db8::1'), false);
   });
 
   it('includeDeprecated keeps deprecated addresses', () => {
