@@ -27,7 +27,6 @@ import { ContextHeuristic } from './heuristic';
 import { FlowActivity } from './flow-activity';
 import { ReapLink } from './reap-link';
 import { ParameterProblemMonitor } from './icmp-parameter-problem';
-import { locateShim6Header, PacketError, type HeaderPosition } from '../protocol/ipv6-packet';
 import { MessageType } from '../protocol/constants';
 
 export interface HeuristicConfig {
@@ -254,9 +253,12 @@ export class ControlPlane {
     }
   }
 
-  /** A control message from the inbound queue: Keepalive and Probe are reapd's, the rest the machine's. */
-  receive(packet: Buffer): void {
-    if (this.reap && isReapMessage(packet)) return this.reap.reapPacket(packet);
+  /**
+   * A control message from the inbound queue, its Shim6 header at `shimOffset` (the data plane
+   * found it): Keepalive and Probe are reapd's, the rest the machine's.
+   */
+  receive(packet: Buffer, shimOffset: number): void {
+    if (this.reap && isReapMessage(packet, shimOffset)) return this.reap.reapPacket(packet);
     this.input(() => this.machine.receive(packet));
   }
 
@@ -285,12 +287,8 @@ export class ControlPlane {
   }
 }
 
-/** Whether a control message is a Keepalive or a Probe (REAP's, RFC 5534 section 5). */
-export function isReapMessage(packet: Buffer): boolean {
-  if (packet.length < 48) return false;
-  const at: HeaderPosition = { offset: 0, nextHeaderOffset: 0 };
-  const found = locateShim6Header(packet, at);
-  if (found instanceof PacketError || !found || packet.length < at.offset + 3) return false;
-  const type = packet[at.offset + 2]! & 0x7f;
+/** Whether the control message whose Shim6 header starts at `shimOffset` is a Keepalive or a Probe (REAP's, RFC 5534 section 5). */
+export function isReapMessage(packet: Buffer, shimOffset: number): boolean {
+  const type = (packet[shimOffset + 2] ?? 0) & 0x7f;
   return type === MessageType.Keepalive || type === MessageType.Probe;
 }

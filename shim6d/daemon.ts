@@ -80,8 +80,8 @@ export class Shim6Daemon {
           });
           this.controlPlane?.unknownContextTag(tag, packet);
         },
-        controlMessage: (packet) => {
-          if (this.controlPlane) this.controlPlane.receive(packet);
+        controlMessage: (packet, shimOffset) => {
+          if (this.controlPlane) this.controlPlane.receive(packet, shimOffset);
           else this.rateLimitedLog('debug', 'control message before the control plane started: dropped', { source: formatIPv6(packet.subarray(8, 24)) });
         },
       },

@@ -41,7 +41,7 @@ export interface DataPlaneHooks {
   /** A payload packet carried a tag no context has: the control plane answers with R1bis. */
   unknownContextTag(tag: number, packet: Buffer): void;
   /** A control message (P = 0) arrived, with its IPv6 header: the control plane's. */
-  controlMessage(packet: Buffer): void;
+  controlMessage(packet: Buffer, shimOffset: number): void;
 }
 
 export interface DataPlaneOptions {
@@ -140,7 +140,7 @@ export class DataPlane {
     if (bad) {
       if (bad.code === 'WRONG_P_BIT') {
         this.stats.controlMessages++;
-        this.hooks.controlMessage(packet);
+        this.hooks.controlMessage(packet, at.offset);
         return 'drop'; // consumed: the kernel has no protocol 140 handler
       }
       this.lastError = bad;
