@@ -10,7 +10,14 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync,
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ipv6 } from '../protocol/address';
-import { readCgaConfig, type CgaConfig } from '../protocol/cga';
+import { generateHbaSet, parsePrefix64, readCgaConfig, type CgaConfig } from '../protocol/cga';
+import { HBA_VECTOR } from './support/hba-vector';
+
+function prefix64(text: string): Buffer {
+  const p = parsePrefix64(text);
+  if (!p.ok) throw new Error(p.message);
+  return p.prefix;
+}
 
 const ROOT = resolve(__dirname, '..');
 
@@ -251,6 +258,23 @@ describe('shim6-cga (CLI)', function () {
       assert.equal(cli('verify', '--address', ipv6ToText(ug), '--params', hex).status, 0);
       assert.equal(cli('verify', '--address', ipv6ToText(ug), '--params', hex, '--strict-ug').status, 1);
       check('2001:db8:ff::1', hbaHex, 'hba-set-membership');
+    });
+
+    it('the third-party HBA vector (LinShim6 / F. Dupont): address gives each of its addresses, verify accepts each', () => {
+      const encoded = generateHbaSet({
+        prefixes: HBA_VECTOR.set.map((s) => prefix64(s.prefix)),
+        sec: HBA_VECTOR.sec,
+        modifier: Buffer.from(HBA_VECTOR.modifierFinal, 'hex'),
+        random: Buffer.from(HBA_VECTOR.pseudoKey, 'hex'),
+      }).encoded.toString('hex');
+      for (const s of HBA_VECTOR.set) {
+        const a = cli('address', '--params', encoded, '--sec', '1', '--prefix', s.prefix);
+        assert.equal(a.status, 0, a.stderr);
+        assert.equal(a.stdout, `${s.address}\n`);
+        const v = cli('verify', '--address', s.address, '--params', encoded);
+        assert.equal(v.status, 0, v.stderr);
+        assert.equal(v.stdout, `${s.address}: HBA, Sec 1\n`);
+      }
     });
 
     describe('bad input: one line on stderr, exit 2', () => {
