@@ -64,7 +64,7 @@ import type { GeneratedCga } from '../protocol/cga/generate';
 import { verifyHbaLocator, type GeneratedHbaSet } from '../protocol/cga/hba';
 import { loadRsaPrivateKey, publicKeyDer, type KeyInput } from '../protocol/cga/keys';
 import { findMultiPrefixExtension } from '../protocol/cga/multi-prefix';
-import { decodeCgaParameters, SUBNET_PREFIX_LENGTH, type CgaParameters } from '../protocol/cga/params';
+import { decodeCgaParameters, type CgaParameters } from '../protocol/cga/params';
 import { locatorListSignedData, signLocatorList, verifySignedLocatorList, type SignatureVerifyOptions } from '../protocol/cga/signature';
 import { verifyCga, type CgaVerifyOptions } from '../protocol/cga/verify';
 
@@ -411,10 +411,7 @@ export function verifyPeerLocators(input: PeerLocatorInput): LocatorVerification
     }
     const signedData = locatorListSignedData(input.locatorList.generation, input.locatorList.locators);
     if (!signedData) return reject('bad-locator', 'a locator of the list is not an IPv6 address');
-    // For an HBA set, the ULID is the CGA of the parameters with its own prefix in the
-    // Subnet Prefix field (step 3 checked exactly that).
-    const asUlid: Buffer | CgaParameters = mp ? { ...decoded.value, subnetPrefix: Buffer.from(ulid.subarray(0, SUBNET_PREFIX_LENGTH)) } : params;
-    const s = verifySignedLocatorList(ulid, asUlid, signedData, input.signature, opts);
+    const s = verifySignedLocatorList(ulid, params, signedData, input.signature, opts);
     if (!s.ok) {
       const reason = s.step === 'signature' ? 'cga-signature-invalid' : 'ulid-not-cga';
       const signed = entries.filter((e) => e.method === 'cga').map((e) => e.address).join(', ');

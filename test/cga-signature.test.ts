@@ -133,6 +133,24 @@ describe('CGA Signature of a locator list (RFC 5533)', () => {
       assert.ok(w.ok);
     });
 
+    it('HBA/CGA-compatible: a ULID under any prefix of the set verifies; one outside it fails at hba-set-membership', () => {
+      const prefixes = [PREFIX, Buffer.from('20010db8000b0000', 'hex')];
+      const compatible = generateHbaSet({ prefixes, sec: 0, publicKey: publicKeyDer(key) });
+      const signature = signLocatorList(key, LOCATOR_LIST);
+      const second = verifySignedLocatorList(compatible.addresses[1] as Buffer, compatible.encoded, LOCATOR_LIST, signature);
+      assert.ok(second.ok, second.ok ? '' : `${second.step}: ${second.message}`);
+      const outside = Buffer.from(compatible.addresses[1] as Buffer);
+      outside[3] = (outside[3] as number) ^ 0x01;
+      const o = verifySignedLocatorList(outside, compatible.encoded, LOCATOR_LIST, signature);
+      assert.ok(!o.ok);
+      assert.equal(o.step, 'hba-set-membership');
+      const flipped = Buffer.from(compatible.addresses[1] as Buffer);
+      flipped[15] = (flipped[15] as number) ^ 0x01;
+      const f = verifySignedLocatorList(flipped, compatible.encoded, LOCATOR_LIST, signature);
+      assert.ok(!f.ok);
+      assert.equal(f.step, 'hash1');
+    });
+
     it('undecodable parameters fail at decode', () => {
       const v = verifySignedLocatorList(cga.address, Buffer.alloc(30), LOCATOR_LIST, Buffer.alloc(128));
       assert.ok(!v.ok);

@@ -11,6 +11,7 @@ import * as crypto from 'node:crypto';
 import { parseIPv6 } from '../address';
 import { VerificationMethod } from '../constants';
 import type { LocatorEntry } from '../options';
+import { verifyHbaLocator } from './hba';
 import { findMultiPrefixExtension } from './multi-prefix';
 import type { CgaParameters } from './params';
 import { loadRsaPrivateKey, loadRsaPublicKey, rsaModulusBits, type KeyInput } from './keys';
@@ -82,7 +83,7 @@ export function verifyLocatorListSignature(
   }
 }
 
-export type SignedLocatorListStep = CgaVerificationStep | 'public-key' | 'signature';
+export type SignedLocatorListStep = CgaVerificationStep | 'hba-set-membership' | 'public-key' | 'signature';
 
 export type SignedLocatorListVerification =
   | { ok: true; sec: number; params: CgaParameters }
@@ -92,6 +93,9 @@ export type SignedLocatorListVerification =
  * The whole CGA check of RFC 5533 for a peer's new locators: the ULID is the CGA of the
  * CGA Parameters, those carry a real public key (no Multi-Prefix extension, or one with
  * the P flag set), and the signature over the locator list verifies with it. Never throws.
+ *
+ * With HBA/CGA-compatible parameters the ULID may be the address of any prefix of the set
+ * (the Subnet Prefix field holds only one of them): it is checked as an HBA locator.
  */
 export function verifySignedLocatorList(
   ulid: Uint8Array,
@@ -102,9 +106,13 @@ export function verifySignedLocatorList(
 ): SignedLocatorListVerification {
   const p = toParamsAndOctets(params);
   if (!p.ok) return { ok: false, step: 'decode', message: p.message };
-  const v = verifyDecodedCga(ulid, p.params, p.encoded, options);
-  if (!v.ok) return { ok: false, step: v.step, message: v.message };
   const mp = findMultiPrefixExtension(p.params);
+  const v = mp ? verifyHbaLocator(ulid, p.encoded, options) : verifyDecodedCga(ulid, p.params, p.encoded, options);
+  if (!v.ok) {
+    // A Multi-Prefix extension is there, so verifyHbaLocator cannot stop at 'multi-prefix'.
+    const step = v.step === 'multi-prefix' ? 'decode' : v.step;
+    return { ok: false, step, message: v.message };
+  }
   if (mp && !mp.publicKeyIncluded) return { ok: false, step: 'public-key', message: 'HBA-only parameters (P flag clear) carry no public key' };
   const k = loadRsaPublicKey(p.params.publicKey);
   if (!k.ok) return { ok: false, step: 'public-key', message: `public key: ${k.message}` };
