@@ -614,7 +614,7 @@ interface Burst {
 
 /**
  * Sends a `context` command for each pair from A's console (WINDOW in flight) and polls A's
- * `stats` (not `dump json`: past about 80 contexts it is over the 65,000-octet reply limit) until
+ * `stats` (cheaper than following `dump json`'s pages for every poll) until
  * A has established them all, or the deadline passes.
  */
 async function burst(tb: Testbed, a: Daemon, b: Daemon, pairs: ReadonlyArray<[string, string]>, o: { deadlineMs: number; intervalMs: number; failLate: boolean }): Promise<Burst> {

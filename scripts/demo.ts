@@ -17,7 +17,7 @@
  * says what).
  */
 import { CounterStream } from './lib/counter-stream';
-import { CONSOLE_CLIENT, type DumpContext, type DumpJson } from './lib/shim6d';
+import { CONSOLE_CLIENT, readDumpJson, type DumpContext } from './lib/shim6d';
 import { Testbed, type HostInfo } from './lib/testbed';
 import { waitFor } from './lib/wait';
 
@@ -49,7 +49,7 @@ async function consoleCommand(tb: Testbed, host: Side, command: string): Promise
 }
 
 async function context(tb: Testbed, host: Side): Promise<DumpContext | undefined> {
-  const j = JSON.parse(await consoleCommand(tb, host, 'dump json')) as DumpJson;
+  const j = await readDumpJson((command) => consoleCommand(tb, host, command));
   return j.contexts.find((c) => c.state === 'ESTABLISHED');
 }
 

@@ -20,8 +20,11 @@ export const MAX_CONSOLE_CONTEXT_ID = 2 ** 31 - 1;
 export type ConsoleCommand =
   /** List the commands. */
   | { kind: 'help' }
-  /** Show every context; as one JSON document if `json`. */
-  | { kind: 'dump'; json: boolean }
+  /**
+   * Show the contexts, in id order from `from` (default: the first), as many as one reply
+   * holds; as one JSON document if `json`. The reply says where the next page starts.
+   */
+  | { kind: 'dump'; json: boolean; from?: number }
   /** Daemon counters. */
   | { kind: 'stats' }
   /** Start the context exchange (I1) for this ULID pair now. */
@@ -70,7 +73,7 @@ const CONTEXT_ID = { name: 'context-id', type: 'context-id' } as const;
 
 const SPECS: { readonly [K in ConsoleCommandKind]: CommandSpec } = {
   help: { args: [], meaning: 'list the commands' },
-  dump: { args: [], optional: '[json]', meaning: "show every context (as one JSON document with 'json')" },
+  dump: { args: [], optional: '[json] [from <context-id>]', meaning: "show the contexts from this id on, as many as one reply holds (one JSON document with 'json')" },
   stats: { args: [], meaning: 'show the daemon counters' },
   context: { args: [SRC_ULID, DST_ULID], meaning: 'start the context exchange for this ULID pair now' },
   delete: { args: [SRC_ULID, DST_ULID], meaning: 'tear down the context of this ULID pair' },
@@ -155,11 +158,22 @@ export function parseConsoleCommand(text: string): ConsoleCommand | ConsoleComma
   const fail = (message: string): ConsoleCommandError => new ConsoleCommandError(`${kind}: ${message}`, usageOf(kind), kind);
 
   if (kind === 'dump') {
-    const [option, extra] = words;
-    if (extra !== undefined) return fail(`unexpected argument '${extra}'`);
-    if (option === undefined) return { kind, json: false };
-    if (option.toLowerCase() === 'json') return { kind, json: true };
-    return fail(`unknown option '${option}'`);
+    let rest = words;
+    const json = rest[0]?.toLowerCase() === 'json';
+    if (json) rest = rest.slice(1);
+    let from: number | undefined;
+    if (rest[0]?.toLowerCase() === 'from') {
+      const word = rest[1];
+      if (word === undefined) return fail('missing <context-id> after from');
+      from = parseContextId(word);
+      if (from === undefined) return fail(`'${word}' is not a context id (a decimal integer 1..${MAX_CONSOLE_CONTEXT_ID})`);
+      rest = rest.slice(2);
+    }
+    const extra = rest[0];
+    if (extra !== undefined) {
+      return fail(rest === words ? `unknown option '${extra}'` : `unexpected argument '${extra}'`);
+    }
+    return from === undefined ? { kind, json } : { kind, json, from };
   }
 
   const spec = SPECS[kind];

@@ -8,6 +8,7 @@ import { ContextError, DROP_REASONS, isShimmed, type DropCounters, type ShimCont
 import type { ContextTable } from './context-table';
 import type { DataPlaneStats } from './data-plane';
 import { CONSOLE_HELP, type ConsoleCommand } from './console-commands';
+import { MAX_CONSOLE_REPLY_BYTES } from './console-server';
 import type { ShimControl } from './shim-control';
 import type { IpcReapStatus } from '../ipc';
 
@@ -139,28 +140,85 @@ function statsText(v: DaemonView): string {
 }
 
 
+/**
+ * Octets one dump page may use: the console's reply limit less room for the trailing
+ * newline. A page holds whole contexts; the next page starts at the first one left out.
+ */
+export const DUMP_PAGE_BYTES = MAX_CONSOLE_REPLY_BYTES - 1;
+
+/** The contexts from id `from` on, in id order. */
+function contextsFrom(v: DaemonView, from: number): { all: number; page: ShimContext[] } {
+  const all = v.table.all();
+  return { all: all.length, page: all.filter((c) => c.id >= from) };
+}
+
+/**
+ * `dump [from ID]`: as many context blocks as fit in one reply; when some are left out, a
+ * last line names the command that shows them.
+ */
+function dumpTextPage(v: DaemonView, from: number): string {
+  const { all, page } = contextsFrom(v, from);
+  if (all === 0) return 'no contexts';
+  if (page.length === 0) return `no contexts from id ${from} on (${all} in all)`;
+  const cp = v.controlPlane();
+  const reap = v.reap();
+  const now = v.now();
+  // Room for the continuation line, with the longest numbers it can hold.
+  const reserve = Buffer.byteLength(continuation(all, all, 2 ** 31 - 1));
+  const blocks: string[] = [];
+  let used = 0;
+  for (const c of page) {
+    const block = contextText(c, now, cp?.describe(c.id), reap);
+    const bytes = Buffer.byteLength(block) + (blocks.length ? 2 : 0);
+    const last = blocks.length + 1 === page.length;
+    if (blocks.length > 0 && used + bytes + (last ? 0 : reserve) > DUMP_PAGE_BYTES) break;
+    blocks.push(block);
+    used += bytes;
+  }
+  const next = page[blocks.length];
+  return blocks.join('\n\n') + (next ? continuation(page.length - blocks.length, all, next.id) : '');
+}
+
+function continuation(left: number, all: number, nextId: number): string {
+  return `\n\n... ${left} more of ${all} contexts: dump from ${nextId}`;
+}
+
+/**
+ * `dump json [from ID]`: one JSON document per reply, always complete:
+ * `{ contexts, total, next, dataPlane, control, reapd }`, `next` being the id to ask for
+ * (`dump json from <next>`) or null when this page ends the table.
+ */
+function dumpJsonPage(v: DaemonView, from: number): string {
+  const { all, page } = contextsFrom(v, from);
+  const cp = v.controlPlane();
+  const reap = v.reap();
+  const tail = JSON.stringify({
+    dataPlane: v.dataPlane(),
+    control: cp?.counters() ?? null,
+    reapd: reap ? { connected: reap.connected, ...reap.stats } : null,
+  }).slice(1);
+  const frame = (items: string[], next: number | null): string => `{"contexts":[${items.join(',')}],"total":${all},"next":${next},${tail}`;
+  const fixed = Buffer.byteLength(frame([], 2 ** 31 - 1));
+  const items: string[] = [];
+  let used = fixed;
+  for (const c of page) {
+    const item = JSON.stringify({ ...contextJson(c), exchange: cp?.describe(c.id) ?? null, reap: reap?.status(c.id) ?? null });
+    const bytes = Buffer.byteLength(item) + (items.length ? 1 : 0);
+    if (items.length > 0 && used + bytes > DUMP_PAGE_BYTES) break;
+    items.push(item);
+    used += bytes;
+  }
+  return frame(items, page[items.length]?.id ?? null);
+}
+
 /** The console's reply to one parsed command. */
 export async function handleConsoleCommand(v: DaemonView, cmd: ConsoleCommand): Promise<string> {
   try {
     switch (cmd.kind) {
       case 'help':
         return CONSOLE_HELP;
-      case 'dump': {
-        const all = v.table.all();
-        const cp = v.controlPlane();
-        const reap = v.reap();
-        if (cmd.json) {
-          return JSON.stringify({
-            contexts: all.map((c) => ({ ...contextJson(c), exchange: cp?.describe(c.id) ?? null, reap: reap?.status(c.id) ?? null })),
-            dataPlane: v.dataPlane(),
-            control: cp?.counters() ?? null,
-            reapd: reap ? { connected: reap.connected, ...reap.stats } : null,
-          });
-        }
-        if (all.length === 0) return 'no contexts';
-        const now = v.now();
-        return all.map((c) => contextText(c, now, cp?.describe(c.id), reap)).join('\n\n');
-      }
+      case 'dump':
+        return cmd.json ? dumpJsonPage(v, cmd.from ?? 1) : dumpTextPage(v, cmd.from ?? 1);
       case 'stats':
         return statsText(v);
       case 'shim': {

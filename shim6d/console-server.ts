@@ -21,7 +21,7 @@ import { CONSOLE_COMMAND_LIST, ConsoleCommand, ConsoleCommandError, parseConsole
 export const MAX_CONSOLE_REPLY_BYTES = 65000;
 
 /** Ends a reply that was cut to MAX_CONSOLE_REPLY_BYTES. */
-export const CONSOLE_TRUNCATION_NOTE = "... (truncated; use 'dump json' or fewer contexts)\n";
+export const CONSOLE_TRUNCATION_NOTE = '... (truncated: a reply holds at most 65,000 octets)\n';
 
 export interface ConsolePeer {
   address: string;

@@ -149,7 +149,21 @@ describe('admin console commands', () => {
     it('an unknown dump option', () => {
       const e = failed('dump xml');
       assert.equal(e.message, "dump: unknown option 'xml'");
-      assert.equal(e.usage, 'dump [json]');
+      assert.equal(e.usage, 'dump [json] [from <context-id>]');
+    });
+
+    it('dump pages: json and from in that order, from with a context id', () => {
+      assert.deepEqual(parsed('dump from 7'), { kind: 'dump', json: false, from: 7 });
+      assert.deepEqual(parsed('DUMP JSON FROM 0042'), { kind: 'dump', json: true, from: 42 });
+      const cases: [string, string][] = [
+        ['dump from', 'dump: missing <context-id> after from'],
+        ['dump json from 0', "dump: '0' is not a context id (a decimal integer 1..2147483647)"],
+        ['dump from x', "dump: 'x' is not a context id (a decimal integer 1..2147483647)"],
+        ['dump from 3 json', "dump: unexpected argument 'json'"],
+        ['dump json json', "dump: unexpected argument 'json'"],
+        ['dump from 1 from 2', "dump: unexpected argument 'from'"],
+      ];
+      for (const [text, message] of cases) assert.equal(failed(text).message, message);
     });
 
     it('a bad address, in any position', () => {
@@ -214,7 +228,7 @@ describe('admin console commands', () => {
         CONSOLE_COMMANDS.map((k) => usageOf(k)),
         [
           'help',
-          'dump [json]',
+          'dump [json] [from <context-id>]',
           'stats',
           'context <src-ulid> <dst-ulid>',
           'delete <src-ulid> <dst-ulid>',

@@ -158,6 +158,29 @@ describe('shim6d, the program', function () {
       assert.match(await daemon().console('stats'), /^uptime/);
     });
 
+    it('dump and dump json answer 400 contexts in pages that follow on from each other', async () => {
+      // A second shim6d, in host B, with 400 static contexts (toward addresses nobody has).
+      const contexts = Array.from({ length: 400 }, (_, i) => {
+        const n = (i + 1).toString(16);
+        return { id: i + 1, localUlid: bed().b.locators[0], peerUlid: `2001:db8:ff::${n}`, localContextTag: 0x3000 + i, peerContextTag: 0x4000 + i, localLocators: bed().b.locators, peerLocators: [`2001:db8:ff::${n}`, `2001:db8:fe::${n}`] };
+      });
+      const big = await Shim6dProcess.start(bed(), 'b', { shim6d: { contexts } });
+      try {
+        const dump = await big.dumpJson();
+        assert.equal(dump.total, 400);
+        assert.deepEqual(dump.contexts.map((c) => c.id), contexts.map((c) => c.id));
+        const first = JSON.parse(await big.console('dump json')) as { contexts: unknown[]; next: number | null };
+        assert.ok(first.contexts.length < 400 && first.next === first.contexts.length + 1, `first page: ${first.contexts.length}, next ${first.next}`);
+        const text = await big.console('dump');
+        const shown = [...text.matchAll(/^context (\d+)/gm)].length;
+        assert.ok(text.trimEnd().endsWith(`... ${400 - shown} more of 400 contexts: dump from ${shown + 1}`), text.slice(-200));
+        assert.match(await big.console(`dump from ${shown + 1}`), new RegExp(`^context ${shown + 1} `));
+      } finally {
+        await big.kill();
+        big.cleanup();
+      }
+    });
+
     it('SIGTERM: exits 0, removes its rules and its pid file', async () => {
       const pidFile = join(daemon().runDir, 'shim6d.pid');
       const status = await daemon().stop();

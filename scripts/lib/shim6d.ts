@@ -239,8 +239,9 @@ export class Shim6dProcess extends DaemonProcess {
     return r;
   }
 
+  /** Every context, however many pages `dump json` takes. */
   async dumpJson(): Promise<DumpJson> {
-    return JSON.parse(await this.console('dump json')) as DumpJson;
+    return readDumpJson((command) => this.console(command));
   }
 }
 
@@ -268,8 +269,30 @@ export interface DumpContext {
 
 export interface DumpJson {
   contexts: DumpContext[];
+  /** Contexts in the table (all pages). */
+  total: number;
+  /** Where the next page starts (`dump json from <next>`); null on the last page. */
+  next: number | null;
   reapd: ({ connected: boolean } & Record<string, number | boolean>) | null;
   dataPlane: { outboundPackets: number; inboundPackets: number; shimmedPackets: number; deshimmedPackets: number; controlMessages: number; packetTooBigSent: number; drops: Record<string, number> };
+}
+
+/**
+ * `dump json`, page after page (each reply holds what fits in one datagram), put together:
+ * the contexts of every page, the counters of the last one. A page whose `next` does not
+ * move forward is an error, not a loop.
+ */
+export async function readDumpJson(ask: (command: string) => Promise<string>): Promise<DumpJson> {
+  let page = JSON.parse(await ask('dump json')) as DumpJson;
+  const contexts = [...page.contexts];
+  let after = 0;
+  while (page.next !== null) {
+    if (page.next <= after) throw new Error(`dump json: next ${page.next} does not move past ${after}`);
+    after = page.next;
+    page = JSON.parse(await ask(`dump json from ${page.next}`)) as DumpJson;
+    contexts.push(...page.contexts);
+  }
+  return { ...page, contexts, next: null };
 }
 
 /** A static context for each host of the testbed: A's ULID a1, B's b1, both locators each. */
