@@ -26,7 +26,8 @@ import { ConntrackMonitor } from './conntrack';
 import { ContextHeuristic } from './heuristic';
 import { FlowActivity } from './flow-activity';
 import { ReapLink } from './reap-link';
-import { ParameterProblemMonitor } from './icmp-parameter-problem';
+import { Icmpv6Monitor } from './icmpv6-monitor';
+import { applyPathMtuReport } from './path-mtu-report';
 import { MessageType } from '../protocol/constants';
 
 export interface HeuristicConfig {
@@ -68,7 +69,9 @@ export class ControlPlane {
   private poller: NodeJS.Timeout | undefined;
   private flowActivity: FlowActivity | undefined;
   readonly reap: ReapLink | undefined;
-  private icmp: ParameterProblemMonitor | undefined;
+  private icmp: Icmpv6Monitor | undefined;
+  /** Packet Too Big reports about shimmed packets: received, and those that lowered a path MTU. */
+  readonly pathMtuReports = { received: 0, applied: 0 };
 
   constructor(private readonly o: ControlPlaneOptions) {
     const identities = o.identities.map((dir) => LocalIdentity.load(dir));
@@ -158,15 +161,27 @@ export class ControlPlane {
     await this.addresses.ready;
     this.o.log.info('local locators', { addresses: this.addresses.addresses().map((a) => a.address).join(',') });
     // A peer without Shim6 answers our I1 with an ICMPv6 Parameter Problem: NO-SUPPORT at once.
+    // A router on a shimmed path that cannot forward a packet sends a Packet Too Big about it.
     try {
-      this.icmp = new ParameterProblemMonitor();
+      this.icmp = new Icmpv6Monitor();
       this.icmp.on('noShim6', (p) => {
         this.o.log.info('ICMPv6 Parameter Problem: the peer has no Shim6', { peer: p.peer, from: p.from });
         this.input(() => this.machine.peerHasNoShim6(p.peer));
       });
+      this.icmp.on('pathMtu', (r) => {
+        this.pathMtuReports.received++;
+        const outcome = applyPathMtuReport(this.o.table, r);
+        const detail = { from: r.from, mtu: r.mtu, pair: `${r.local} → ${r.peer}`, peerContextTag: r.peerContextTag, packetLength: r.packetLength };
+        if (outcome.applied) {
+          this.pathMtuReports.applied++;
+          this.o.log.info('ICMPv6 Packet Too Big on a shimmed path: path MTU lowered', { ...detail, id: outcome.ctx.id, before: outcome.before ?? 'default', after: outcome.after });
+        } else {
+          this.o.log.debug('ICMPv6 Packet Too Big on a shimmed path: ignored', { ...detail, reason: outcome.reason, id: outcome.ctx?.id });
+        }
+      });
       this.icmp.on('error', (e: Error) => this.o.log.warn('ICMPv6 socket', { error: e.message }));
     } catch (e) {
-      this.o.log.warn('no ICMPv6 socket: peers without Shim6 are found by I1 timeouts only', { error: e instanceof Error ? e.message : String(e) });
+      this.o.log.warn('no ICMPv6 socket: peers without Shim6 are found by I1 timeouts only, and Packet Too Big from routers on shimmed paths is not seen', { error: e instanceof Error ? e.message : String(e) });
     }
     if (this.o.heuristic.enabled || this.o.reap) this.startConntrack();
     this.reap?.start();

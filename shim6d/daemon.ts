@@ -214,7 +214,14 @@ export class Shim6Daemon {
           remove: (id, why) => cp.remove(id, why),
           inHoldDown: (p) => cp.inHoldDown(p),
           describe: (id) => cp.machine.describe(id),
-          counters: () => Object.fromEntries(cp.counters),
+          counters: () => {
+            const out: Record<string, number> = Object.fromEntries(cp.counters);
+            if (cp.pathMtuReports.received > 0) {
+              out['packet-too-big-received'] = cp.pathMtuReports.received;
+              out['path-mtu-lowered'] = cp.pathMtuReports.applied;
+            }
+            return out;
+          },
           localLocators: () => cp.localLocators(),
         };
       },

@@ -3,17 +3,14 @@
  * has no Shim6 (RFC 5533 section 7.6), so the context goes to NO-SUPPORT with the ICMP
  * hold-down at once instead of after every I1 retransmission.
  *
- * parseNoShim6() is pure; ParameterProblemMonitor is the raw ICMPv6 socket that feeds it.
+ * Pure; shim6d/icmpv6-monitor.ts is the raw ICMPv6 socket that feeds it.
  */
-import { EventEmitter } from 'node:events';
-import raw from 'raw-socket';
 import { formatIPv6 } from '../protocol/address';
 import { IPPROTO_SHIM6, MessageType } from '../protocol/constants';
 import { locateShim6Header, PacketError, type HeaderPosition } from '../protocol/ipv6-packet';
 
 const ICMPV6_PARAMETER_PROBLEM = 4;
 const UNRECOGNISED_NEXT_HEADER = 1;
-const IPPROTO_ICMPV6 = 58;
 
 /**
  * The peer an ICMPv6 message (from its type field on) says has no Shim6: a Parameter Problem,
@@ -30,23 +27,4 @@ export function parseNoShim6(icmp: Buffer): { peer: string; local: string } | un
   if (found instanceof PacketError || !found || at.nextHeaderOffset !== pointer || invoking.length < at.offset + 3) return undefined;
   if (((invoking[at.offset + 2] as number) & 0x7f) !== MessageType.I1) return undefined;
   return { local: formatIPv6(invoking.subarray(8, 24)), peer: formatIPv6(invoking.subarray(24, 40)) };
-}
-
-/** Every ICMPv6 message this host receives, filtered to "peer has no Shim6". */
-export class ParameterProblemMonitor extends EventEmitter<{ noShim6: [{ peer: string; local: string; from: string }]; error: [Error] }> {
-  private readonly socket: raw.Socket;
-
-  constructor() {
-    super();
-    this.socket = raw.createSocket({ protocol: IPPROTO_ICMPV6, addressFamily: raw.AddressFamily.IPv6, bufferSize: 65535 });
-    this.socket.on('message', (buffer, from) => {
-      const r = parseNoShim6(Buffer.from(buffer));
-      if (r) this.emit('noShim6', { ...r, from });
-    });
-    this.socket.on('error', (e) => this.emit('error', e));
-  }
-
-  close(): void {
-    this.socket.close();
-  }
 }

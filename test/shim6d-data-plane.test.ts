@@ -140,6 +140,26 @@ describe('shim6d data plane (testbed: real shim6d, ip6tables, NFQUEUE)', functio
       assert.ok(ca.counters.shimmedOctets > 50 * MB, 'A shimmed the whole transfer');
     });
 
+    it("a router's Packet Too Big about a shimmed packet lowers the context's path MTU, and a TCP transfer gets through", async () => {
+      // R2's link to B now carries 1400 octets: full-size shimmed segments from A are too big
+      // there. Without shim6d acting on R2's Packet Too Big (which quotes the locators and the
+      // payload header, not the connection's ULIDs) the transfer would stall.
+      const r2b = bed().r2.interfaces[1] as string;
+      await bed().exec('r2', ['ip', 'link', 'set', 'dev', r2b, 'mtu', '1400']);
+      let result;
+      try {
+        result = await tcpTransfer(bed(), 'a', loc('a', 0), 'b', loc('b', 0), 4 * MB, 60_000);
+      } finally {
+        await bed().exec('r2', ['ip', 'link', 'set', 'dev', r2b, 'mtu', '1500']);
+      }
+      assert.equal(result.receivedBytes, 4 * MB);
+      assert.equal(result.receivedSha256, result.sentSha256);
+      const da = await dump(a);
+      assert.equal(da.contexts[0]?.pathMtu, 1400, 'the path MTU R2 reported');
+      const control = (da as DumpJson & { control: Record<string, number> | null }).control ?? {};
+      assert.ok((control['packet-too-big-received'] ?? 0) >= 1 && (control['path-mtu-lowered'] ?? 0) === 1, JSON.stringify(control));
+    });
+
     it('drops and counts a payload packet from a locator outside the peer set, and one with an unknown tag', async () => {
       const rogue = '2001:db8:a2::99';
       await bed().exec('a', ['ip', '-6', 'addr', 'add', `${rogue}/64`, 'dev', bed().a.interfaces[1] as string, 'nodad']);

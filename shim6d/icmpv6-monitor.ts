@@ -1,0 +1,46 @@
+/**
+ * The raw ICMPv6 socket of shim6d's control plane: every ICMPv6 message the host receives,
+ * kept only when it concerns Shim6:
+ * - `noShim6`: a Parameter Problem about one of our I1 messages, so the peer has no Shim6
+ *   (shim6d/icmp-parameter-problem.ts);
+ * - `pathMtu`: a Packet Too Big from a router about one of our shimmed packets
+ *   (shim6d/path-mtu-report.ts).
+ * The kernel still handles every message as usual; the socket sees copies.
+ */
+import { EventEmitter } from 'node:events';
+import raw from 'raw-socket';
+import { parseNoShim6 } from './icmp-parameter-problem';
+import { parsePathMtuReport, type PathMtuReport } from './path-mtu-report';
+
+const IPPROTO_ICMPV6 = 58;
+
+export interface Icmpv6MonitorEvents {
+  noShim6: [{ peer: string; local: string; from: string }];
+  pathMtu: [PathMtuReport & { from: string }];
+  error: [Error];
+}
+
+export class Icmpv6Monitor extends EventEmitter<Icmpv6MonitorEvents> {
+  private readonly socket: raw.Socket;
+
+  /** Throws when the socket cannot be opened (no CAP_NET_RAW). */
+  constructor() {
+    super();
+    this.socket = raw.createSocket({ protocol: IPPROTO_ICMPV6, addressFamily: raw.AddressFamily.IPv6, bufferSize: 65535 });
+    this.socket.on('message', (buffer, from) => {
+      const icmp = Buffer.from(buffer);
+      const noShim6 = parseNoShim6(icmp);
+      if (noShim6) {
+        this.emit('noShim6', { ...noShim6, from });
+        return;
+      }
+      const report = parsePathMtuReport(icmp);
+      if (report) this.emit('pathMtu', { ...report, from });
+    });
+    this.socket.on('error', (e) => this.emit('error', e));
+  }
+
+  close(): void {
+    this.socket.close();
+  }
+}
