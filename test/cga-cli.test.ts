@@ -10,14 +10,10 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync,
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ipv6 } from '../protocol/address';
-import { generateHbaSet, parsePrefix64, readCgaConfig, type CgaConfig } from '../protocol/cga';
+import { generateHbaSet, readCgaConfig, type CgaConfig } from '../protocol/cga';
 import { HBA_VECTOR } from './support/hba-vector';
+import { prefix64 } from './support/prefix';
 
-function prefix64(text: string): Buffer {
-  const p = parsePrefix64(text);
-  if (!p.ok) throw new Error(p.message);
-  return p.prefix;
-}
 
 const ROOT = resolve(__dirname, '..');
 

@@ -16,21 +16,15 @@ import {
   generateRsaKey,
   hash2,
   hbaAddress,
-  parsePrefix64,
   publicKeyDer,
   verifyCga,
   verifyHbaLocator,
   verifyHbaSet,
   type GeneratedHbaSet,
 } from '../protocol/cga';
+import { prefix64 } from './support/prefix';
 
-function prefix(text: string): Buffer {
-  const p = parsePrefix64(text);
-  if (!p.ok) throw new Error(p.message);
-  return p.prefix;
-}
-
-const PREFIXES = ['2001:db8:1::/64', '2001:db8:2::/64', '2001:db8:3::/64'].map(prefix);
+const PREFIXES = ['2001:db8:1::/64', '2001:db8:2::/64', '2001:db8:3::/64'].map(prefix64);
 const START = Buffer.alloc(16, 0x42);
 
 describe('HBA sets (RFC 5535)', () => {
@@ -95,7 +89,7 @@ describe('HBA sets (RFC 5535)', () => {
   });
 
   it('a locator outside the set is rejected at hba-set-membership', () => {
-    const outsider = Buffer.concat([prefix('2001:db8:9::/64'), (hbaOnly.addresses[0] as Buffer).subarray(8)]);
+    const outsider = Buffer.concat([prefix64('2001:db8:9::/64'), (hbaOnly.addresses[0] as Buffer).subarray(8)]);
     const v = verifyHbaLocator(outsider, hbaOnly.encoded);
     assert.ok(!v.ok);
     assert.equal(v.step, 'hba-set-membership');

@@ -29,21 +29,16 @@ import {
   hash2Input,
   hbaAddress,
   hbaPseudoPublicKey,
-  parsePrefix64,
   verifyHbaLocator,
   verifyHbaSet,
   type GeneratedHbaSet,
 } from '../protocol/cga';
 import { HBA_VECTOR } from './support/hba-vector';
+import { prefix64 } from './support/prefix';
 
-function prefix(text: string): Buffer {
-  const p = parsePrefix64(text);
-  if (!p.ok) throw new Error(p.message);
-  return p.prefix;
-}
 
 const V = HBA_VECTOR;
-const PREFIXES = V.set.map((s) => prefix(s.prefix));
+const PREFIXES = V.set.map((s) => prefix64(s.prefix));
 const ADDRESSES = V.set.map((s) => ipv6(s.address));
 const hex = (s: string): Buffer => Buffer.from(s, 'hex');
 
