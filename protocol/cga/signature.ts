@@ -72,12 +72,16 @@ export function verifyLocatorListSignature(
   options: SignatureVerifyOptions = {},
 ): boolean {
   const k = loadRsaPublicKey(publicKeyDer);
-  if (!k.ok) return false;
-  const bits = rsaModulusBits(k.key) ?? 0;
+  return k.ok && verifyWithKey(k.key, signedData, signature, options);
+}
+
+/** verifyLocatorListSignature with the key already loaded (loading it costs as much as the check). */
+function verifyWithKey(key: crypto.KeyObject, signedData: Buffer, signature: Buffer, options: SignatureVerifyOptions): boolean {
+  const bits = rsaModulusBits(key) ?? 0;
   if (bits < (options.minModulusBits ?? DEFAULT_MIN_MODULUS_BITS)) return false;
   if (signature.length !== Math.ceil(bits / 8)) return false;
   try {
-    return crypto.verify('sha1', cgaSignatureInput(signedData), { key: k.key, padding: crypto.constants.RSA_PKCS1_PADDING }, signature);
+    return crypto.verify('sha1', cgaSignatureInput(signedData), { key, padding: crypto.constants.RSA_PKCS1_PADDING }, signature);
   } catch {
     return false;
   }
@@ -116,7 +120,7 @@ export function verifySignedLocatorList(
   if (mp && !mp.publicKeyIncluded) return { ok: false, step: 'public-key', message: 'HBA-only parameters (P flag clear) carry no public key' };
   const k = loadRsaPublicKey(p.params.publicKey);
   if (!k.ok) return { ok: false, step: 'public-key', message: `public key: ${k.message}` };
-  if (!verifyLocatorListSignature(p.params.publicKey, signedData, signature, options)) {
+  if (!verifyWithKey(k.key, signedData, signature, options)) {
     return { ok: false, step: 'signature', message: 'the CGA Signature does not verify with the public key of the CGA Parameters' };
   }
   return { ok: true, sec: v.sec, params: p.params };
