@@ -26,6 +26,12 @@
  *   an overlapping peer locator set: the older one is stale and goes.
  * - garbage collection: established contexts idle for idleTeardownMs; contexts that never got
  *   established once their hold-down ends.
+ *
+ * No input scans the contexts (but localLocatorsChanged(), which updates every one): the
+ * lookups by nonce, peer tag, peer locator and (for I1-SENT and hold-downs) peer ULID go
+ * through a ContextIndex, and each context's earliest timer sits in a DeadlineQueue, so that
+ * nextDeadline() reads it and tick() visits only the contexts that are due. Lookups still
+ * take the first match in the table's order, and tick() handles the due contexts in it.
  */
 import { canonicalIPv6, formatIPv6 } from '../protocol/address';
 import { ErrorCode } from '../protocol/constants';
@@ -33,7 +39,9 @@ import { decodeControlMessage, errorMessageFor, optionsOffset, type ControlMessa
 import { locateShim6Header, PacketError, type HeaderPosition } from '../protocol/ipv6-packet';
 import { findOption, optionTotalLength, type LocatorListOption, type LocatorPreferencesOption, type Shim6Option } from '../protocol/options';
 import { contextKey, isShimmed, locator, refreshLocatorKeys, type ShimContext } from './context';
+import { ContextIndex } from './context-index';
 import type { ContextTable } from './context-table';
+import { DeadlineQueue } from './deadline-queue';
 import { ResponderValidator, type ValidatorFields } from './responder-validator';
 import { isNewerGeneration } from './locator-security';
 
@@ -124,7 +132,11 @@ export interface MachineOptions {
   timers?: Partial<MachineTimers>;
   /** Our usable locators now (from rtnetlink). */
   localLocators: () => readonly string[];
-  /** Last data-plane or conntrack activity of a context (ms), for idle teardown. */
+  /**
+   * Last data-plane or conntrack activity of a context (ms), for idle teardown. Read when the
+   * context is due (the deadline queue holds the teardown time it gave then), so a value that
+   * goes back takes effect at that time, not before.
+   */
   lastActivity?: (ctx: ShimContext) => number;
   /** Retransmission jitter in [0.5, 1.5) of the nominal timeout; injected for tests. */
   jitter?: () => number;
@@ -135,6 +147,14 @@ export interface MachineOptions {
   keepaliveTimeout?: number;
 }
 
+/**
+ * How many contexts nextDeadline() re-reads at most when the earliest idle teardown it holds
+ * turns out to have moved (lastActivity() went on, which the machine is not told). Beyond them
+ * it answers the earliest time it holds: a bound that may be early (tick() then finds nothing
+ * due and files the context at its real time), never late.
+ */
+const NEXT_DEADLINE_CHECKS = 8;
+
 type Pending =
   | { kind: 'i1'; nonce: number }
   | { kind: 'i2'; nonce: number; responderNonce: number; validator: Buffer }
@@ -142,6 +162,9 @@ type Pending =
 
 /** What the machine keeps per context, beside the ShimContext the data plane sees. */
 interface Control {
+  readonly ctx: ShimContext;
+  /** Order of creation: the table's order among the machine's contexts, which lookups and tick() keep. */
+  readonly order: number;
   pending: Pending | undefined;
   retries: number;
   timeoutMs: number;
@@ -167,10 +190,20 @@ function sameAddresses(list: LocatorListOption, ctx: ShimContext): boolean {
 /** Serial-number comparison of 32-bit generations (RFC 1982): locator-security's. */
 export { isNewerGeneration as newerGeneration } from './locator-security';
 
+/** The earlier of two optional times. */
+function earliest(a: number | undefined, b: number | undefined): number | undefined {
+  return a === undefined || (b !== undefined && b < a) ? b : a;
+}
+
 
 export class ContextMachine {
   readonly timers: MachineTimers;
   private readonly control = new Map<number, Control>();
+  /** The contexts by nonce, peer tag, peer locator and peer ULID (I1-SENT, hold-down). */
+  private readonly index = new ContextIndex<Control>();
+  /** Each context's earliest timer (dueAt()). */
+  private readonly deadlines = new DeadlineQueue<Control>();
+  private created = 0;
   private readonly validator: ResponderValidator;
   private readonly jitter: () => number;
   private errorBudget = { second: -1, left: 0 };
@@ -194,28 +227,27 @@ export class ContextMachine {
   inHoldDown(peerUlid: string): boolean {
     const now = this.options.now();
     const peer = canonicalIPv6(peerUlid);
-    for (const ctx of this.table.values()) {
-      if (ctx.peerUlid.text !== peer) continue;
-      const c = this.control.get(ctx.id);
-      if (c?.holdDownUntil !== undefined && c.holdDownUntil > now) return true;
+    if (peer === undefined) return false;
+    for (const c of this.index.heldDown(peer)) {
+      if (this.live(c) && c.ctx.peerUlid.text === peer && c.holdDownUntil !== undefined && c.holdDownUntil > now) return true;
     }
     return false;
   }
 
-  /** The earliest time tick() has something to do. */
+  /**
+   * The earliest time tick() has something to do: the head of the deadline queue, re-read
+   * when it is an idle teardown that activity has pushed back (see NEXT_DEADLINE_CHECKS).
+   */
   nextDeadline(): number | undefined {
-    let next: number | undefined;
-    const consider = (t: number | undefined): void => {
-      if (t !== undefined && (next === undefined || t < next)) next = t;
-    };
-    for (const [id, c] of this.control) {
-      consider(c.deadline);
-      consider(c.update?.deadline);
-      consider(c.holdDownUntil);
-      const ctx = this.table.byId(id);
-      if (ctx?.state === 'ESTABLISHED' && this.options.lastActivity) consider(Math.max(this.options.lastActivity(ctx), c.establishedAt) + this.timers.idleTeardownMs);
+    for (let checks = 0; ; checks++) {
+      const c = this.deadlines.peek();
+      const at = this.deadlines.peekAt();
+      if (c === undefined || at === undefined || checks === NEXT_DEADLINE_CHECKS) return at;
+      const exact = this.dueAt(c);
+      if (exact === at) return at;
+      if (exact === undefined) this.deadlines.delete(c);
+      else this.deadlines.set(c, exact);
     }
-    return next;
   }
 
   /** Debug view of a context's control state (console `dump`). */
@@ -256,10 +288,10 @@ export class ContextMachine {
       localLocators: this.ourLocators(local.text),
       verification: 'unverified',
     });
-    const c = this.newControl();
-    this.control.set(ctx.id, c);
+    const c = this.attach(ctx);
     c.pending = { kind: 'i1', nonce: this.options.random32() };
     c.timeoutMs = this.timers.i1TimeoutMs;
+    this.changed(c);
     this.sendI1(ctx, c);
     this.effects.event('i1-sent', { id: ctx.id, peer: peer.text });
     return ctx;
@@ -346,7 +378,7 @@ export class ContextMachine {
     c.localGeneration = (c.localGeneration + 1) >>> 0;
     c.update = { nonce: this.options.random32(), timeoutMs: this.timers.updateTimeoutMs, deadline: 0 };
     ctx.localLocators = locators.map((l) => locator(l, 'unverified'));
-    refreshLocatorKeys(ctx);
+    this.refreshKeys(c);
     this.transmitUpdate(ctx, c);
     this.effects.event('update-sent', { id, generation: c.localGeneration, locators });
     return true;
@@ -355,8 +387,9 @@ export class ContextMachine {
   /** ICMPv6 Parameter Problem (unrecognised Next Header 140) from the peer: it has no Shim6. */
   peerHasNoShim6(peerUlid: string): void {
     const peer = canonicalIPv6(peerUlid);
-    for (const ctx of this.table.values()) {
-      if (ctx.peerUlid.text === peer && ctx.state === 'I1-SENT') this.noSupport(ctx, this.timers.icmpHoldDownMs, 'ICMPv6 Parameter Problem');
+    if (peer === undefined) return;
+    for (const c of this.inOrder(this.index.awaitingR1(peer))) {
+      if (this.live(c) && c.ctx.peerUlid.text === peer && c.ctx.state === 'I1-SENT') this.noSupport(c.ctx, this.timers.icmpHoldDownMs, 'ICMPv6 Parameter Problem');
     }
   }
 
@@ -364,35 +397,47 @@ export class ContextMachine {
   remove(id: number, reason: string): ShimContext | undefined {
     const ctx = this.table.remove(id);
     if (!ctx) return undefined;
-    this.control.delete(id);
+    this.detach(id);
     this.effects.removed(ctx, reason);
     this.effects.event('context-removed', { id, reason });
     return ctx;
   }
 
-  /** Retransmissions, hold-downs and garbage collection due by now. */
+  /**
+   * Retransmissions, hold-downs and garbage collection due by now: the contexts whose
+   * earliest timer has passed, in the order they were created.
+   */
   tick(): void {
     const now = this.options.now();
-    for (const [id, c] of [...this.control]) {
+    const due = this.deadlines.popDue(now).sort((x, y) => x.order - y.order);
+    for (const c of due) {
+      const id = c.ctx.id;
+      if (this.control.get(id) !== c) continue; // removed by one handled before it
       const ctx = this.table.byId(id);
-      if (!ctx) {
-        this.control.delete(id);
+      if (ctx !== c.ctx) {
+        this.detach(id); // left the table without the machine
         continue;
       }
-      if (c.deadline !== undefined && c.deadline <= now) this.retransmit(ctx, c);
-      if (!this.table.byId(id)) continue; // gave up and removed it
-      if (c.update && c.update.deadline <= now) {
-        c.update.timeoutMs = Math.min(c.update.timeoutMs * 2, this.timers.maxUpdateTimeoutMs);
-        this.transmitUpdate(ctx, c);
-      }
-      if (c.holdDownUntil !== undefined && c.holdDownUntil <= now && (ctx.state === 'NO-SUPPORT' || ctx.state === 'E-FAILED')) {
-        this.remove(id, 'hold-down over');
-        continue;
-      }
-      if (ctx.state === 'ESTABLISHED' && this.options.lastActivity) {
-        const last = Math.max(this.options.lastActivity(ctx), c.establishedAt);
-        if (now - last >= this.timers.idleTeardownMs) this.remove(id, `idle for ${Math.round((now - last) / 1000)} s`);
-      }
+      this.runTimers(ctx, c, now);
+      if (this.control.get(id) === c) this.schedule(c);
+    }
+  }
+
+  private runTimers(ctx: ShimContext, c: Control, now: number): void {
+    const id = ctx.id;
+    if (c.deadline !== undefined && c.deadline <= now) this.retransmit(ctx, c);
+    if (!this.table.byId(id)) return; // gave up and removed it
+    if (c.update && c.update.deadline <= now) {
+      c.update.timeoutMs = Math.min(c.update.timeoutMs * 2, this.timers.maxUpdateTimeoutMs);
+      this.transmitUpdate(ctx, c);
+    }
+    if (c.holdDownUntil !== undefined && c.holdDownUntil <= now && (ctx.state === 'NO-SUPPORT' || ctx.state === 'E-FAILED')) {
+      this.remove(id, 'hold-down over');
+      return;
+    }
+    if (ctx.state === 'ESTABLISHED' && this.options.lastActivity) {
+      const last = Math.max(this.options.lastActivity(ctx), c.establishedAt);
+      if (now - last >= this.timers.idleTeardownMs) this.remove(id, `idle for ${Math.round((now - last) / 1000)} s`);
     }
   }
 
@@ -408,15 +453,16 @@ export class ContextMachine {
   }
 
   private onR1(m: R1Message, src: string, dst: string): void {
-    const ctx = this.find((x) => x.state === 'I1-SENT' && this.control.get(x.id)?.pending?.nonce === m.initiatorNonce && x.current.peer.text === src && x.current.local.text === dst);
-    if (!ctx) return this.reject('rejected-nonce', { type: 'R1', from: src });
-    const c = this.control.get(ctx.id) as Control;
+    const c = this.first(this.index.byPendingNonce(m.initiatorNonce), (x, xc) => x.state === 'I1-SENT' && xc.pending?.nonce === m.initiatorNonce && x.current.peer.text === src && x.current.local.text === dst);
+    if (!c) return this.reject('rejected-nonce', { type: 'R1', from: src });
+    const ctx = c.ctx;
     const validator = findOption(m.options, 'ResponderValidator')?.validator;
     if (!validator) return this.reject('rejected-malformed', { type: 'R1', from: src, why: 'no Responder Validator' });
     c.pending = { kind: 'i2', nonce: m.initiatorNonce, responderNonce: m.responderNonce, validator };
     c.retries = 0;
     c.timeoutMs = this.timers.i2TimeoutMs;
     ctx.state = 'I2-SENT';
+    this.changed(c);
     this.sendI2(ctx, c);
     this.effects.event('i2-sent', { id: ctx.id, peer: src });
   }
@@ -425,7 +471,7 @@ export class ContextMachine {
   private sendI2(ctx: ShimContext, c: Control): void {
     const p = c.pending;
     if (p?.kind !== 'i2' && p?.kind !== 'i2bis') return;
-    this.refreshOurLocators(ctx);
+    this.refreshOurLocators(c);
     const options: Shim6Option[] = [{ kind: 'ResponderValidator', validator: p.validator }, ...this.locatorOptions(ctx, c, true)];
     // I2bis always names the ULIDs: the locators in use may be any pair.
     this.addPairAndFork(ctx, options, p.kind === 'i2bis');
@@ -436,11 +482,12 @@ export class ContextMachine {
   }
 
   private onR2(m: R2Message, src: string, dst: string): void {
-    const ctx = this.find((x) => (x.state === 'I1-SENT' || x.state === 'I2-SENT' || x.state === 'I2BIS-SENT') && this.control.get(x.id)?.pending?.nonce === m.initiatorNonce && x.current.local.text === dst);
-    if (!ctx) return this.reject('rejected-nonce', { type: 'R2', from: src });
-    const c = this.control.get(ctx.id) as Control;
+    const c = this.first(this.index.byPendingNonce(m.initiatorNonce), (x, xc) => (x.state === 'I1-SENT' || x.state === 'I2-SENT' || x.state === 'I2BIS-SENT') && xc.pending?.nonce === m.initiatorNonce && x.current.local.text === dst);
+    if (!c) return this.reject('rejected-nonce', { type: 'R2', from: src });
+    const ctx = c.ctx;
     if (!this.acceptPeerLocators(ctx, c, m.options, 'R2', src)) return;
     ctx.peerContextTag = m.responderContextTag;
+    this.index.refile(c);
     this.confusionCheck(ctx, m.responderContextTag);
     this.establish(ctx, c);
   }
@@ -449,16 +496,17 @@ export class ContextMachine {
     // The peer lost the context we know by the tag it gave us: our peer tag.
     const srcKey = locator(src, 'unverified').key;
     const dstKey = locator(dst, 'unverified').key;
-    const ctx = this.find((x) => x.origin === 'negotiated' && x.state === 'ESTABLISHED' && x.peerContextTag === m.packetContextTag && x.peerLocatorKeys.has(srcKey) && x.localLocatorKeys.has(dstKey));
-    if (!ctx) return this.reject('rejected-no-context', { type: 'R1bis', from: src, tag: m.packetContextTag });
+    const c = this.first(this.index.byPeerTag(m.packetContextTag), (x) => x.origin === 'negotiated' && x.state === 'ESTABLISHED' && x.peerContextTag === m.packetContextTag && x.peerLocatorKeys.has(srcKey) && x.localLocatorKeys.has(dstKey));
+    if (!c) return this.reject('rejected-no-context', { type: 'R1bis', from: src, tag: m.packetContextTag });
+    const ctx = c.ctx;
     const validator = findOption(m.options, 'ResponderValidator')?.validator;
     if (!validator) return this.reject('rejected-malformed', { type: 'R1bis', from: src, why: 'no Responder Validator' });
-    const c = this.control.get(ctx.id) as Control;
     c.pending = { kind: 'i2bis', nonce: this.options.random32(), responderNonce: m.responderNonce, validator, packetTag: m.packetContextTag };
     c.retries = 0;
     c.timeoutMs = this.timers.i2TimeoutMs;
     c.parametersSent = false;
     ctx.state = 'I2BIS-SENT';
+    this.changed(c);
     // Answer on the pair the R1bis came on: it works.
     ctx.current = { local: ctx.localLocators.find((l) => l.text === dst) ?? ctx.current.local, peer: ctx.peerLocators.find((l) => l.text === src) ?? ctx.current.peer };
     this.sendI2(ctx, c);
@@ -490,6 +538,7 @@ export class ContextMachine {
     c.pending = { kind: 'i1', nonce: this.options.random32() };
     c.retries = 0;
     c.timeoutMs = this.timers.i1TimeoutMs;
+    this.changed(c);
     this.sendI1(ctx, c);
   }
 
@@ -500,6 +549,7 @@ export class ContextMachine {
     c.pending = undefined;
     c.deadline = undefined;
     c.holdDownUntil = this.options.now() + holdDownMs;
+    this.changed(c);
     this.effects.event('no-support', { id: ctx.id, peer: ctx.peerUlid.text, why, holdDownMs });
   }
 
@@ -527,6 +577,7 @@ export class ContextMachine {
       const c = this.control.get(ctx.id) as Control;
       if (ctx.state === 'ESTABLISHED' && ctx.peerContextTag !== m.initiatorContextTag) this.confusionCheck(ctx, m.initiatorContextTag);
       ctx.peerContextTag = m.initiatorContextTag;
+      this.index.refile(c);
       c.parametersSent = false;
       this.sendR2(ctx, c, m.initiatorNonce, dst, src);
       return;
@@ -578,7 +629,7 @@ export class ContextMachine {
     if (check && !check.ok) return this.refuseLocators(check, m.type, src, dst, old?.id);
     if (old) {
       this.table.remove(old.id);
-      this.control.delete(old.id);
+      this.detach(old.id);
       this.effects.removed(old, `replaced by a new context from ${m.type}`);
     }
     const tag = reuseTag !== undefined && !this.table.hasLocalTag(reuseTag) ? reuseTag : old && !this.table.hasLocalTag(old.localContextTag) ? old.localContextTag : this.newTag();
@@ -594,8 +645,7 @@ export class ContextMachine {
       localLocators: this.ourLocators(u.local),
       verification: 'unverified',
     });
-    const c = this.newControl();
-    this.control.set(ctx.id, c);
+    const c = this.attach(ctx);
     this.installPeerLocators(ctx, c, check, m.options);
     ctx.current = { local: ctx.localLocators.find((l) => l.text === dst) ?? ctx.localUlid, peer: ctx.peerLocators.find((l) => l.text === src) ?? ctx.peerUlid };
     this.confusionCheck(ctx, m.initiatorContextTag);
@@ -621,6 +671,7 @@ export class ContextMachine {
     const from = ours.has(ctx.current.local.text) ? ctx.current.local.text : ours.has(ctx.localUlid.text) ? ctx.localUlid.text : (ctx.localLocators.find((l) => ours.has(l.text))?.text ?? ctx.current.local.text);
     this.effects.send(ur, from, ctx.current.peer.text);
     u.deadline = this.options.now() + u.timeoutMs * this.jitter();
+    this.schedule(c);
   }
 
   private onUpdateRequest(m: UpdateRequestMessage, src: string, dst: string): void {
@@ -662,6 +713,7 @@ export class ContextMachine {
     const c = ctx && this.control.get(ctx.id);
     if (!ctx || !c?.update || c.update.nonce !== m.requestNonce) return this.reject('rejected-nonce', { type: 'UpdateAcknowledgement', from: src });
     c.update = undefined;
+    this.schedule(c);
     c.parametersSent = true;
     this.effects.event('update-acknowledged', { id: ctx.id, generation: c.localGeneration });
   }
@@ -672,9 +724,9 @@ export class ContextMachine {
     this.effects.event('error-received', { from: src, code: m.errorCode, pointer: m.pointer });
     if (m.errorCode === ErrorCode.LocatorVerificationMethodFailed || m.errorCode === ErrorCode.LocatorListGenerationOutOfSync) {
       // The peer could not verify our list: send the parameters again with the next update.
-      for (const ctx of this.table.values()) {
-        const c = this.control.get(ctx.id);
-        if (c && ctx.peerLocatorKeys.has(locator(src, 'unverified').key)) c.parametersSent = false;
+      const key = locator(src, 'unverified').key;
+      for (const c of this.index.byPeerLocator(key)) {
+        if (this.live(c) && c.ctx.peerLocatorKeys.has(key)) c.parametersSent = false;
       }
     }
   }
@@ -704,6 +756,7 @@ export class ContextMachine {
     c.deadline = undefined;
     c.holdDownUntil = undefined;
     c.establishedAt = this.options.now();
+    this.changed(c);
     this.effects.established(ctx);
     this.effects.event('established', { id: ctx.id, ulids: `${ctx.localUlid.text} → ${ctx.peerUlid.text}`, peerTag: ctx.peerContextTag, localTag: ctx.localContextTag });
     // Our locators changed while the exchange ran: tell the peer now.
@@ -723,14 +776,14 @@ export class ContextMachine {
     this.notePeerKeepaliveTimeout(ctx, options);
     if (!check || !check.ok) {
       ctx.peerLocators = [{ ...ctx.peerUlid }];
-      refreshLocatorKeys(ctx);
+      this.refreshKeys(c);
       return;
     }
     const list = findOption(options, 'LocatorList');
     c.peerParameters = check.parameters;
     c.peerGeneration = list?.generation;
     ctx.peerLocators = check.locators.map((l) => locator(l.address, l.method));
-    refreshLocatorKeys(ctx);
+    this.refreshKeys(c);
     const prefs = findOption(options, 'LocatorPreferences');
     if (prefs) this.applyPreferences(ctx, prefs);
   }
@@ -777,8 +830,9 @@ export class ContextMachine {
 
   /** Context confusion: another context with the same peer tag and an overlapping peer set is stale. */
   private confusionCheck(ctx: ShimContext, peerTag: number): void {
-    for (const other of this.table.values()) {
-      if (other === ctx || other.origin !== 'negotiated' || other.peerContextTag !== peerTag) continue;
+    for (const oc of this.inOrder(this.index.byPeerTag(peerTag))) {
+      const other = oc.ctx;
+      if (!this.live(oc) || other === ctx || other.origin !== 'negotiated' || other.peerContextTag !== peerTag) continue;
       const overlap = other.peerLocators.some((l) => ctx.peerLocatorKeys.has(l.key)) || other.peerUlid.key === ctx.peerUlid.key;
       if (overlap) {
         this.effects.event('context-confusion', { stale: other.id, fresh: ctx.id, peerTag });
@@ -809,9 +863,15 @@ export class ContextMachine {
     if (ctx.forkedInstanceId !== 0) options.push({ kind: 'ForkedInstanceIdentifier', forkedInstanceId: ctx.forkedInstanceId });
   }
 
-  private refreshOurLocators(ctx: ShimContext): void {
-    ctx.localLocators = this.ourLocators(ctx.localUlid.text).map((l) => locator(l, 'unverified'));
-    refreshLocatorKeys(ctx);
+  private refreshOurLocators(c: Control): void {
+    c.ctx.localLocators = this.ourLocators(c.ctx.localUlid.text).map((l) => locator(l, 'unverified'));
+    this.refreshKeys(c);
+  }
+
+  /** refreshLocatorKeys, and the context re-filed under its peer locators. */
+  private refreshKeys(c: Control): void {
+    refreshLocatorKeys(c.ctx);
+    this.index.refile(c);
   }
 
   private ourLocators(localUlid: string): string[] {
@@ -831,10 +891,75 @@ export class ContextMachine {
 
   private arm(c: Control): void {
     c.deadline = this.options.now() + c.timeoutMs * this.jitter();
+    this.schedule(c);
   }
 
-  private newControl(): Control {
+  /** After a transition (state, pending exchange, timers): the index and the deadline queue follow. */
+  private changed(c: Control): void {
+    this.index.refile(c);
+    this.schedule(c);
+  }
+
+  /**
+   * When tick() has something to do for this context: its retransmission, Update Request or
+   * hold-down deadline, or its idle teardown (from lastActivity() now: activity only pushes
+   * it back, so a time filed earlier is never late).
+   */
+  private dueAt(c: Control): number | undefined {
+    let at = earliest(earliest(c.deadline, c.update?.deadline), c.holdDownUntil);
+    const ctx = c.ctx;
+    const lastActivity = this.options.lastActivity;
+    if (ctx.state === 'ESTABLISHED' && lastActivity && this.table.byId(ctx.id) === ctx) at = earliest(at, Math.max(lastActivity(ctx), c.establishedAt) + this.timers.idleTeardownMs);
+    return at;
+  }
+
+  /** Files the context in the deadline queue at dueAt(): after every change of a timer, or of the state. */
+  private schedule(c: Control): void {
+    if (this.control.get(c.ctx.id) !== c) return;
+    const at = this.dueAt(c);
+    if (at === undefined) this.deadlines.delete(c);
+    else this.deadlines.set(c, at);
+  }
+
+  /** The control state of a context the machine just added to the table, filed in the index. */
+  private attach(ctx: ShimContext): Control {
+    this.detach(ctx.id);
+    const c = this.newControl(ctx);
+    this.control.set(ctx.id, c);
+    this.index.refile(c);
+    return c;
+  }
+
+  /** Forgets the control state of this id: the map, the index and the deadline queue. */
+  private detach(id: number): void {
+    const c = this.control.get(id);
+    if (!c) return;
+    this.control.delete(id);
+    this.index.unfile(c);
+    this.deadlines.delete(c);
+  }
+
+  /** True while c is the control state of a context in the table: lookups take nothing else. */
+  private live(c: Control): boolean {
+    return this.control.get(c.ctx.id) === c && this.table.byId(c.ctx.id) === c.ctx;
+  }
+
+  /** Of these candidates, the first (in the table's order) that is live and matches. */
+  private first(candidates: readonly Control[], match: (ctx: ShimContext, c: Control) => boolean): Control | undefined {
+    let found: Control | undefined;
+    for (const c of candidates) if ((found === undefined || c.order < found.order) && this.live(c) && match(c.ctx, c)) found = c;
+    return found;
+  }
+
+  /** These candidates in the table's order (callers check live() before acting on each). */
+  private inOrder(candidates: readonly Control[]): Control[] {
+    return [...candidates].sort((x, y) => x.order - y.order);
+  }
+
+  private newControl(ctx: ShimContext): Control {
     return {
+      ctx,
+      order: this.created++,
       pending: undefined,
       retries: 0,
       timeoutMs: this.timers.i1TimeoutMs,
@@ -856,12 +981,6 @@ export class ContextMachine {
       const tag = (this.options.random32() & 0x7fff) * 0x1_0000_0000 + this.options.random32();
       if (tag !== 0 && !this.table.hasLocalTag(tag)) return tag;
     }
-  }
-
-  /** The first context that matches, scanning without sorting or copying. */
-  private find(match: (ctx: ShimContext) => boolean): ShimContext | undefined {
-    for (const ctx of this.table.values()) if (match(ctx)) return ctx;
-    return undefined;
   }
 
   private reject(event: MachineEvent, detail: Record<string, unknown>): void {

@@ -19,7 +19,7 @@ import { contextKey, isShimmed, locator, resolvePair, type Locator, type ShimCon
 import { ContextMachine, DEFAULT_TIMERS, newerGeneration } from '../shim6d/context-machine';
 import { ContextTable } from '../shim6d/context-table';
 import { ipv6Packet } from './support/packets';
-import { canon, FakeClock, FakeLocatorSecurity, parametersOf, scriptedRandom32, SimWorld, tagScript, type SimHost, type WirePacket, type WorldOptions } from './support/shim6-network';
+import { canon, FakeClock, FakeLocatorSecurity, parametersOf, scriptedRandom32, seededRandom32, SimWorld, tagScript, type SimHost, type WirePacket, type WorldOptions } from './support/shim6-network';
 
 const A1 = '2001:db8:a1::1';
 const A2 = '2001:db8:a2::1';
@@ -98,6 +98,38 @@ function rawControlPacket(type: number, from: string, to: string, body = Buffer.
 /** A private field of the machine, for "no state was kept" checks. */
 function controlEntries(host: SimHost): number {
   return (host.machine as unknown as { control: Map<number, unknown> }).control.size;
+}
+
+/** The machine's index and deadline queue (private), for "nothing was left behind" checks. */
+function filed(host: SimHost): { indexed: number; keys: Record<string, number>; deadlines: number } {
+  const m = host.machine as unknown as { index: { size: number; keys: Record<string, number> }; deadlines: { size: number } };
+  return { indexed: m.index.size, keys: m.index.keys, deadlines: m.deadlines.size };
+}
+
+const NOTHING_FILED = { indexed: 0, keys: { nonces: 0, peerTags: 0, awaitingR1: 0, heldDown: 0, peerLocators: 0 }, deadlines: 0 };
+
+/** Fisher-Yates, in place: the packets in flight arrive in another order. */
+function shuffle<T>(xs: T[], random: () => number): void {
+  for (let i = xs.length - 1; i > 0; i--) {
+    const j = random() % (i + 1);
+    [xs[i], xs[j]] = [xs[j] as T, xs[i] as T];
+  }
+}
+
+/** A.start(A1, B1, fork) for forks 0..n-1. */
+function startForks(a: SimHost, n: number): ShimContext[] {
+  return Array.from({ length: n }, (_, fork) => {
+    const ctx = a.machine.start(A1, B1, fork);
+    assert.ok(ctx, `fork ${fork} started`);
+    return ctx;
+  });
+}
+
+/** B's context for A's fork. */
+function peerOf(b: SimHost, fork: number): ShimContext {
+  const ctx = b.table.byKey(contextKey(locator(B1, 'unverified'), locator(A1, 'unverified'), fork));
+  assert.ok(ctx, `B has fork ${fork}`);
+  return ctx;
 }
 
 describe('ContextMachine', () => {
@@ -1624,6 +1656,215 @@ describe('ContextMachine', () => {
       assert.ok(ur, 'an Update Request was sent');
       assert.equal(ur.from, canon(A1), 'from the ULID, which A still has');
       assert.equal(ur.to, canon(B1));
+    });
+  });
+
+  describe('21. lookups by index and the deadline queue, with many contexts', () => {
+    it('5,000 contexts in I1-SENT at once: each R1 and each R2, delivered shuffled, finds its own context', () => {
+      const N = 5000;
+      const { w, a, b } = setup();
+      const random = seededRandom32(21);
+      const ctxs = startForks(a, N);
+      const nonceOf = new Map(w.network.queue.map((p) => [msg(p, 'I1').initiatorContextTag, msg(p, 'I1').initiatorNonce]));
+      assert.equal(nonceOf.size, N);
+
+      w.network.deliver();
+      assert.equal(b.table.size, 0, 'the R1s keep no state');
+      assert.equal(w.network.queue.length, N);
+      shuffle(w.network.queue, random);
+      w.network.deliver();
+      assert.equal(a.count('rejected-nonce'), 0);
+      assert.ok(ctxs.every((ctx) => ctx.state === 'I2-SENT'));
+      const i2s = w.network.queue.map((p) => msg(p, 'I2'));
+      assert.equal(i2s.length, N);
+      for (const i2 of i2s) assert.equal(i2.initiatorNonce, nonceOf.get(i2.initiatorContextTag), 'the R1 reached the context that sent its nonce');
+
+      shuffle(w.network.queue, random);
+      w.network.deliver();
+      assert.equal(b.table.size, N);
+      shuffle(w.network.queue, random);
+      w.network.deliver();
+      assert.equal(w.network.queue.length, 0);
+      assert.equal(a.count('rejected-nonce'), 0);
+      assert.equal(a.count('established'), N);
+      for (const ctxA of ctxs) {
+        assert.equal(ctxA.state, 'ESTABLISHED');
+        assertTagsMatch(ctxA, peerOf(b, ctxA.forkedInstanceId));
+      }
+      assert.equal(a.count('context-confusion') + b.count('context-confusion'), 0);
+      assert.equal(a.machine.nextDeadline(), undefined);
+      assert.equal(filed(a).keys.nonces, 0, 'no exchange under way');
+      assert.equal(filed(a).keys.awaitingR1, 0);
+      assert.equal(filed(a).indexed, N);
+    });
+
+    it('a context removed mid-exchange leaves nothing filed: its late R1 and R2 are rejected-nonce, the others complete', () => {
+      const { w, a, b } = setup();
+      const ctxs = startForks(a, 10);
+      w.network.deliver();
+      a.machine.remove((ctxs[3] as ShimContext).id, 'console delete'); // in I1-SENT; its R1 is on the way
+      w.network.deliver();
+      assert.deepEqual(a.eventsOf('rejected-nonce'), [{ type: 'R1', from: canon(B1) }]);
+      a.machine.remove((ctxs[6] as ShimContext).id, 'console delete'); // in I2-SENT; its I2 is on the way
+      w.network.deliver();
+      assert.equal(b.table.size, 9);
+      w.network.deliver();
+      assert.deepEqual(a.eventsOf('rejected-nonce'), [{ type: 'R1', from: canon(B1) }, { type: 'R2', from: canon(B1) }]);
+      assert.equal(a.count('established'), 8);
+      assert.deepEqual(a.table.all().map((ctx) => ctx.forkedInstanceId), [0, 1, 2, 4, 5, 7, 8, 9]);
+      assert.equal(a.machine.nextDeadline(), undefined, 'their timers went with them');
+
+      // Replayed once the exchanges are over, an R1 or an R2 finds nothing either.
+      for (const type of ['R1', 'R2'] as const) a.machine.receive(Buffer.from((w.network.messages({ type })[0] as WirePacket).bytes));
+      assert.equal(a.count('rejected-nonce'), 4);
+      assert.equal(a.count('i2-sent'), 9);
+
+      for (const ctx of a.table.all()) a.machine.remove(ctx.id, 'console delete');
+      assert.deepEqual(filed(a), NOTHING_FILED);
+      assert.equal(controlEntries(a), 0);
+    });
+
+    it('an I2 left unanswered starts over with a new nonce: an R1 for the old one is rejected, the new exchange completes', () => {
+      const { w, a } = setup();
+      w.network.rule({ type: 'I2', action: 'drop', count: 1 + DEFAULT_TIMERS.i2Retries });
+      const ctx = a.machine.start(A1, B1);
+      assert.ok(ctx);
+      w.network.settle();
+      const oldR1 = w.network.messages({ type: 'R1' })[0] as WirePacket;
+      w.advance(28_000 - 1);
+      w.advance(1, { deliver: false });
+      assert.equal(ctx.state, 'I1-SENT');
+      assert.notEqual(msg(last(w.network.queue), 'I1').initiatorNonce, msg(oldR1, 'R1').initiatorNonce);
+      a.machine.receive(Buffer.from(oldR1.bytes));
+      assert.equal(ctx.state, 'I1-SENT');
+      assert.deepEqual(a.eventsOf('rejected-nonce'), [{ type: 'R1', from: canon(B1) }]);
+      w.network.settle();
+      assert.equal(ctx.state, 'ESTABLISHED');
+      assert.equal(filed(a).keys.nonces, 0);
+    });
+
+    it('R1bis finds, among 200 contexts with one peer, the one whose peer tag it names', () => {
+      const { w, a, b } = setup();
+      const ctxs = startForks(a, 200);
+      w.network.settle();
+      const target = ctxs[137] as ShimContext;
+      const tagB = peerOf(b, target.forkedInstanceId).localContextTag;
+      b.restart();
+      b.machine.unknownContextTag(tagB, B1, A1);
+      w.network.settle();
+      assert.deepEqual(a.eventsOf('i2bis-sent').map((e) => e.id), [target.id]);
+      assert.equal(target.state, 'ESTABLISHED');
+      const rebuilt = b.only();
+      assert.equal(rebuilt.forkedInstanceId, target.forkedInstanceId);
+      assert.equal(rebuilt.localContextTag, tagB);
+      assertTagsMatch(target, rebuilt);
+      assert.ok(ctxs.every((ctx) => ctx.state === 'ESTABLISHED'));
+    });
+
+    it('context confusion among 200 contexts with one peer removes the stale one only', () => {
+      const { w, a, b } = setup();
+      const ctxs = startForks(a, 200);
+      w.network.settle();
+      const stale = ctxs[42] as ShimContext;
+      const tag = stale.peerContextTag;
+      b.restart({ script: tagScript(tag) });
+      const fromB = b.machine.start(B2, A1);
+      assert.ok(fromB);
+      assert.equal(fromB.localContextTag, tag);
+      w.network.settle();
+      assert.equal(fromB.state, 'ESTABLISHED');
+      assert.equal(a.count('context-confusion'), 1);
+      assert.deepEqual(a.removed.map((r) => r.ctx), [stale]);
+      assert.equal(a.table.size, 200);
+      const fresh = a.table.byUlids(A1, B2);
+      assert.ok(fresh);
+      assertTagsMatch(fresh, fromB);
+      assert.ok(ctxs.every((ctx) => ctx === stale || ctx.state === 'ESTABLISHED'));
+    });
+
+    it('hold-down is reported for the peer that did not answer, not for another with 100 contexts', () => {
+      const C1 = '2001:db8:c1::3';
+      const D1 = '2001:db8:d1::4';
+      const { w, a } = setup();
+      const toB = startForks(a, 100);
+      w.network.settle();
+      assert.equal(a.count('established'), 100);
+      // Nobody owns C1 or D1: their I1s go nowhere.
+      const toC = a.machine.start(A1, C1);
+      const toD = [a.machine.start(A1, D1), a.machine.start(A2, D1), a.machine.start(A1, D1, 1)];
+      assert.ok(toC);
+      w.network.settle();
+
+      a.machine.peerHasNoShim6(D1);
+      assert.deepEqual(a.eventsOf('no-support').map((e) => e.id), toD.map((ctx) => ctx?.id));
+      assert.equal(toC.state, 'I1-SENT');
+      assert.equal(a.machine.inHoldDown(D1), true);
+      assert.equal(a.machine.inHoldDown(C1), false);
+      assert.equal(a.machine.inHoldDown(B1), false);
+      a.machine.peerHasNoShim6(B1);
+      assert.equal(a.count('no-support'), 3, 'established contexts are left alone');
+
+      w.advance(124_000);
+      assert.equal(toC.state, 'NO-SUPPORT');
+      assert.equal(a.machine.inHoldDown(C1), true);
+      assert.equal(a.machine.start(A2, C1), undefined, 'refused during the hold-down');
+      w.advance(DEFAULT_TIMERS.noR1HoldDownMs);
+      assert.deepEqual(a.removed.map((r) => [r.ctx, r.reason]), [[toC, 'hold-down over']]);
+      assert.equal(a.machine.inHoldDown(C1), false);
+      assert.equal(a.machine.inHoldDown(D1), true);
+      w.advance(DEFAULT_TIMERS.icmpHoldDownMs - 124_000 - DEFAULT_TIMERS.noR1HoldDownMs);
+      assert.equal(a.machine.inHoldDown(D1), false);
+      assert.deepEqual(a.table.all(), toB);
+      assert.ok(toB.every((ctx) => ctx.state === 'ESTABLISHED'));
+      assert.equal(a.machine.nextDeadline(), undefined);
+      assert.equal(filed(a).keys.heldDown, 0);
+      assert.equal(filed(a).keys.awaitingR1, 0);
+    });
+
+    it('idle teardown of 200 contexts: the idle ones go at their time, the busy ones later, and tick() reads only the due ones', () => {
+      const activity = new Map<number, number>();
+      let reads = 0;
+      const w = new SimWorld({ start: T0 });
+      const a = w.host('A', [A1, A2], {
+        lastActivity: (ctx) => {
+          reads++;
+          return activity.get(ctx.id) ?? 0;
+        },
+      });
+      w.host('B', [B1, B2]);
+      const ctxs = startForks(a, 200);
+      w.network.settle();
+      assert.ok(ctxs.every((ctx) => ctx.state === 'ESTABLISHED'));
+
+      reads = 0;
+      a.machine.tick();
+      assert.equal(reads, 0, 'nothing due: tick() looks at no context');
+      assert.equal(a.machine.nextDeadline(), T0 + DEFAULT_TIMERS.idleTeardownMs);
+      assert.equal(reads, 1, 'nextDeadline() looks at the earliest only');
+
+      w.advance(300_000);
+      const busy = ctxs.filter((ctx) => ctx.forkedInstanceId % 2 === 1);
+      for (const ctx of busy) activity.set(ctx.id, w.clock.t);
+      w.advance(300_000 - 1);
+      assert.equal(a.table.size, 200);
+      w.advance(1);
+      assert.deepEqual(a.table.all(), busy);
+      assert.equal(a.removed.length, 100);
+      assert.ok(a.removed.every((r, i) => r.ctx === ctxs[2 * i] && r.reason === 'idle for 600 s'), 'the idle ones, in order');
+      assert.equal(a.machine.nextDeadline(), T0 + 300_000 + DEFAULT_TIMERS.idleTeardownMs);
+
+      // Every busy context is busy again: what the queue holds for them is early now. Whatever
+      // nextDeadline() answers, it is never late, and nothing goes before its time.
+      w.advance(100_000);
+      for (const ctx of busy) activity.set(ctx.id, w.clock.t);
+      const next = a.machine.nextDeadline();
+      assert.ok(next !== undefined && next <= T0 + 400_000 + DEFAULT_TIMERS.idleTeardownMs);
+      w.advance(DEFAULT_TIMERS.idleTeardownMs - 1);
+      assert.equal(a.table.size, 100);
+      w.advance(1);
+      assert.equal(a.table.size, 0);
+      assert.equal(a.machine.nextDeadline(), undefined);
+      assert.deepEqual(filed(a), NOTHING_FILED);
     });
   });
 });
