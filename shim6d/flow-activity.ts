@@ -5,10 +5,13 @@
  * received"), and this gives it that for contexts on their ULID pair without any per-packet
  * work in user space.
  *
+ * Only payload counts: flows of protocol 140 (Shim6's own messages) are ignored.
+ *
  * Pure: fed with conntrack samples (a full dump between beginDump() and endDump(), and
  * events), asked for a pair's counters. Flows that leave the table stop contributing; what
  * they counted stays in the pair's totals, so the totals never go down.
  */
+import { IPPROTO_SHIM6 } from '../protocol/constants';
 import type { FlowSample } from './conntrack';
 
 export interface PairActivity {
@@ -55,6 +58,9 @@ export class FlowActivity {
 
   /** One flow's counters: from a dump, or from an event (a 'destroy' ends the flow). */
   observe(sample: FlowSample & { kind?: string }): void {
+    // Shim6's own messages (protocol 140: Keepalives, Probes, the context exchange) are not
+    // payload. Counting our own Keepalive as data sent would end the wait for the next one.
+    if (sample.protocol === IPPROTO_SHIM6) return;
     if (!sample.counted || sample.originalPackets === undefined || sample.replyPackets === undefined) {
       if (sample.kind === 'destroy') this.flows.delete(sample.flow);
       return;

@@ -23,6 +23,12 @@ describe('FlowActivity (per ULID pair sent/received from conntrack)', () => {
     assert.deepEqual(fa.activity(A, B), { sent: 10, received: 7 });
   });
 
+  it("ignores Shim6's own messages (protocol 140): our Keepalives are not payload sent", () => {
+    fa.observe(sample('udp', B, A, 5, 0));
+    fa.observe({ ...sample('shim6', A, B, 3, 0), protocol: 140 });
+    assert.deepEqual(fa.activity(A, B), { sent: 0, received: 5 });
+  });
+
   it('counts the reply direction as sent when the peer opened the flow', () => {
     fa.observe(sample('f1', B, A, 10, 7));
     assert.deepEqual(fa.activity(A, B), { sent: 7, received: 10 });
