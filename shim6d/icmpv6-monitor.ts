@@ -13,6 +13,21 @@ import { parseNoShim6 } from './icmp-parameter-problem';
 import { parsePathMtuReport, type PathMtuReport } from './path-mtu-report';
 
 const IPPROTO_ICMPV6 = 58;
+/** setsockopt(IPPROTO_ICMPV6, ICMP6_FILTER): which ICMPv6 types the socket receives (RFC 3542 section 3.2). */
+const ICMP6_FILTER = 1;
+const ICMPV6_PACKET_TOO_BIG = 2;
+const ICMPV6_PARAMETER_PROBLEM = 4;
+
+/**
+ * struct icmp6_filter: 256 bits in host-order 32-bit words, a set bit blocks its type. Only
+ * Packet Too Big and Parameter Problem pass, so neighbour discovery and echo traffic never
+ * wake the daemon.
+ */
+function icmp6Filter(pass: readonly number[]): Buffer {
+  const words = new Uint32Array(8).fill(0xffffffff);
+  for (const type of pass) words[type >>> 5] &= ~(1 << (type & 31));
+  return Buffer.from(words.buffer);
+}
 
 export interface Icmpv6MonitorEvents {
   noShim6: [{ peer: string; local: string; from: string }];
@@ -27,8 +42,10 @@ export class Icmpv6Monitor extends EventEmitter<Icmpv6MonitorEvents> {
   constructor() {
     super();
     this.socket = raw.createSocket({ protocol: IPPROTO_ICMPV6, addressFamily: raw.AddressFamily.IPv6, bufferSize: 65535 });
-    this.socket.on('message', (buffer, from) => {
-      const icmp = Buffer.from(buffer);
+    const filter = icmp6Filter([ICMPV6_PACKET_TOO_BIG, ICMPV6_PARAMETER_PROBLEM]);
+    this.socket.setOption(IPPROTO_ICMPV6, ICMP6_FILTER, filter, filter.length);
+    // The parsers copy what they keep, so the socket's receive buffer is read in place.
+    this.socket.on('message', (icmp, from) => {
       const noShim6 = parseNoShim6(icmp);
       if (noShim6) {
         this.emit('noShim6', { ...noShim6, from });
