@@ -9,7 +9,7 @@
  *   shim6-config --config FILE dump                                      # everything, as JSON
  */
 import { parseArgs } from 'node:util';
-import { ConfigError } from './config-schema';
+import { childKey, ConfigError } from './config-schema';
 import { DEFAULT_CONFIG_PATH, loadShim6Config, shim6ConfigSchema, type Shim6Config } from './config';
 
 /** Exit statuses. */
@@ -70,7 +70,7 @@ export function parseKey(key: string): Segment[] | undefined {
 
 /** The key text of segments, as ConfigError names keys. */
 export function keyText(segments: readonly Segment[]): string {
-  return segments.map((s, i) => (typeof s === 'number' ? `[${s}]` : i === 0 ? s : `.${s}`)).join('');
+  return segments.reduce<string>(childKey, '');
 }
 
 /**

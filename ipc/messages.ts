@@ -11,7 +11,7 @@
  * error naming it, so a peer speaking another version is noticed instead of half understood.
  * The validator returns its argument, typed; it never copies or changes it.
  */
-import { showValue } from '../common/config-schema';
+import { childKey as at, showValue } from '../common/config-schema';
 import { canonicalIPv6 } from '../protocol/address';
 import { MAX_CONTEXT_TAG } from '../protocol/constants';
 import { isContextTag } from '../protocol/context-tag';
@@ -220,11 +220,6 @@ export class IpcProtocolError extends Error {
 // ---- checkers: each returns its value typed, or throws an IpcProtocolError at `path` ----
 
 type Fields = Record<string, unknown>;
-
-function at(parent: string, child: string | number): string {
-  if (typeof child === 'number') return `${parent}[${child}]`;
-  return parent === '' ? child : `${parent}.${child}`;
-}
 
 function fail(path: string, detail: string): never {
   throw new IpcProtocolError(path, detail);
