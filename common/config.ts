@@ -11,6 +11,7 @@ import { posix } from 'node:path';
 import { DEFAULT_RULES_CONFIG as RULES, resolveConfig } from '../iptables-rules/shape';
 import { DEFAULT_TIMERS } from '../shim6d/context-machine';
 import { DEFAULT_REAP_TIMERS } from '../reapd/reap-timers';
+import { MAX_CONTEXT_TAG } from '../protocol/constants';
 import { LOG_LEVELS } from './logger';
 import {
   absolutePath,
@@ -22,6 +23,7 @@ import {
   ipv4,
   ipv6,
   loadConfigFile,
+  MAX_CONFIG_BYTES,
   object,
   oneOf,
   optional,
@@ -39,11 +41,10 @@ export const DEFAULT_CONFIG_PATH = '/etc/shim6/shim6.json';
 /** Default directory of the runtime files (PID files, IPC socket). */
 export const DEFAULT_RUN_DIR = '/run/shim6';
 
-/** Configuration files larger than this are refused. */
-export const MAX_CONFIG_FILE_BYTES = 1024 * 1024;
+/** Configuration files larger than this are refused (loadConfigFile's default bound). */
+export const MAX_CONFIG_FILE_BYTES = MAX_CONFIG_BYTES;
 
-/** Largest context tag: 47 bits (RFC 5533 section 5). */
-export const MAX_CONTEXT_TAG = 2 ** 47 - 1;
+export { MAX_CONTEXT_TAG };
 
 /** Longest Unix socket path: sun_path is 108 bytes including the terminating NUL. */
 const MAX_UNIX_SOCKET_PATH_BYTES = 107;
@@ -314,7 +315,7 @@ export function parseShim6Config(text: string, source: string): Shim6Config {
 
 /** Reads and parses a configuration file (default DEFAULT_CONFIG_PATH); throws ConfigError. */
 export function loadShim6Config(path: string = DEFAULT_CONFIG_PATH): Shim6Config {
-  return loadConfigFile(path, shim6ConfigSchema, { maxBytes: MAX_CONFIG_FILE_BYTES });
+  return loadConfigFile(path, shim6ConfigSchema);
 }
 
 /** The configuration `{}` parses to: every default. */
