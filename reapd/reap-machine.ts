@@ -3,7 +3,9 @@
  * shim6d, the data plane's packet counters, a received Keepalive or Probe, a request to
  * explore, a timer tick), every output goes through the injected `ReapEffects`, and time and
  * randomness come from the injected `ReapOptions`. No sockets and no timers of its own: the
- * daemon calls tick() at nextDeadline(), like shim6d/context-machine.ts.
+ * daemon calls tick() at nextDeadline(), like shim6d/context-machine.ts. As there, each
+ * context's earliest timer sits in a DeadlineQueue, so that nextDeadline() reads it and tick()
+ * visits only the contexts that are due (in the order they were created), not every context.
  *
  * Per context, three states (RFC 5534 section 6):
  * - operational: failure detection (sections 4.1, 6.1-6.4). Payload received and none sent:
@@ -43,6 +45,7 @@ import type { KeepaliveMessage, ProbeMessage, ProbeReport } from '../protocol/co
 import type { IpcReapStatus, ProbeRecord, ReapStateName } from '../ipc/messages';
 import { orderCandidatePairs, samePair, type LocatorPair } from './pair-order';
 import { jitteredMs, keepaliveIntervalFor, MAX_PROBE_REPORTS, nominalProbeInterval, reapTimers, type ReapTimers } from './reap-timers';
+import { DeadlineQueue } from '../shim6d/deadline-queue';
 
 export { DEFAULT_REAP_TIMERS, type ReapTimers } from './reap-timers';
 export type { LocatorPair } from './pair-order';
@@ -132,6 +135,8 @@ interface ReceivedProbe extends ProbeReport {
 /** A context's record: the values of its status (whose id and current pair are the context's), and the machine's own. */
 interface Reap extends Omit<ReapStatus, 'id' | 'current'> {
   ctx: ReapContext;
+  /** Order of creation: the contexts' order (the map's), which tick() keeps among due contexts. */
+  readonly order: number;
   /** Newest first, at most MAX_PROBE_REPORTS. */
   sent: SentProbe[];
   /** Newest first, at most MAX_PROBE_REPORTS. */
@@ -176,6 +181,11 @@ function normalise(c: ReapContext): ReapContext {
   return out;
 }
 
+/** The earlier of two optional times. */
+function earliest(a: number | undefined, b: number | undefined): number | undefined {
+  return a === undefined || (b !== undefined && b < a) ? b : a;
+}
+
 function sameSet(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
 }
@@ -190,6 +200,9 @@ export class ReapMachine {
   readonly timers: ReapTimers;
   private readonly contexts = new Map<number, Reap>();
   private readonly byTag = new Map<number, Reap>();
+  /** Each context's earliest timer (dueAt()): filed after every input that may move one. */
+  private readonly deadlines = new DeadlineQueue<Reap>();
+  private created = 0;
   /** statusChanged() calls so far: lets an input that must report make sure it did once. */
   private reported = 0;
 
@@ -215,19 +228,9 @@ export class ReapMachine {
     return [...this.contexts.values()].map((r) => this.describe(r));
   }
 
-  /** The earliest time (ms) tick() has something to do. */
+  /** The earliest time (ms) tick() has something to do: the head of the deadline queue. */
   nextDeadline(): number | undefined {
-    let next: number | undefined;
-    const consider = (t: number | undefined): void => {
-      if (t !== undefined && (next === undefined || t < next)) next = t;
-    };
-    for (const r of this.contexts.values()) {
-      consider(r.keepaliveAt);
-      consider(r.sendAt);
-      consider(r.probeAt);
-      consider(r.ulidAt);
-    }
-    return next;
+    return this.deadlines.peekAt();
   }
 
   // -- the context set (from shim6d) -----------------------------------------------------------
@@ -255,6 +258,7 @@ export class ReapMachine {
       }
       r.ulidAt = undefined;
       this.scheduleUlid(r, now);
+      this.schedule(r);
       return;
     }
     if (r.state !== 'operational' && (!sameSet(before.localLocators, ctx.localLocators) || !sameSet(before.peerLocators, ctx.peerLocators))) {
@@ -263,6 +267,7 @@ export class ReapMachine {
       r.cursor = 0;
       r.cycle++;
     }
+    this.schedule(r);
   }
 
   remove(id: number): void {
@@ -300,6 +305,7 @@ export class ReapMachine {
     }
     if (dReceived > 0) this.payloadReceived(r, now);
     if (dSent > 0) this.payloadSent(r, now);
+    this.schedule(r);
   }
 
   /** A received Keepalive or Probe and the locators it came on (source: the peer's). */
@@ -318,6 +324,7 @@ export class ReapMachine {
     const now = this.options.now();
     if (message.type === 'Keepalive') this.keepaliveReceived(r, src, dst, now);
     else this.probeReceived(r, message, src, dst, now);
+    this.schedule(r);
   }
 
   /** Start exploring now (the locator in use went away). Nothing if already exploring. */
@@ -325,18 +332,32 @@ export class ReapMachine {
     const r = this.contexts.get(id);
     if (!r || r.state === 'exploring') return;
     this.startExploring(r, this.options.now(), reason);
+    this.schedule(r);
   }
 
-  /** Timers due by now. */
-  tick(): void {
+  /**
+   * Timers due by now: only the contexts whose earliest timer has passed, in the order they
+   * were created. Returns how many contexts were due (0: it visited none).
+   */
+  tick(): number {
     const now = this.options.now();
-    for (const r of [...this.contexts.values()]) {
-      if (this.contexts.get(r.ctx.id) !== r) continue;
-      if (r.keepaliveAt !== undefined && r.keepaliveAt <= now) this.keepaliveTimer(r, now);
-      if (r.sendAt !== undefined && r.sendAt <= now) this.sendTimer(r, now);
-      if (r.probeAt !== undefined && r.probeAt <= now) this.probeTimer(r, now);
-      if (r.ulidAt !== undefined && r.ulidAt <= now) this.ulidTimer(r, now);
+    const due = this.deadlines.popDue(now).sort((x, y) => x.order - y.order);
+    let i = 0;
+    try {
+      for (; i < due.length; i++) {
+        const r = due[i] as Reap;
+        if (this.contexts.get(r.ctx.id) !== r) continue; // removed by one handled before it
+        if (r.keepaliveAt !== undefined && r.keepaliveAt <= now) this.keepaliveTimer(r, now);
+        if (r.sendAt !== undefined && r.sendAt <= now) this.sendTimer(r, now);
+        if (r.probeAt !== undefined && r.probeAt <= now) this.probeTimer(r, now);
+        if (r.ulidAt !== undefined && r.ulidAt <= now) this.ulidTimer(r, now);
+        this.schedule(r);
+      }
+    } finally {
+      // An effect threw: the contexts not handled yet keep their timers for the next tick.
+      for (; i < due.length; i++) this.schedule(due[i] as Reap);
     }
+    return due.length;
   }
 
   // -- the context record ----------------------------------------------------------------------
@@ -344,6 +365,7 @@ export class ReapMachine {
   private create(ctx: ReapContext, now: number): Reap {
     const r: Reap = {
       ctx,
+      order: this.created++,
       state: 'operational',
       since: now,
       probesSent: 0,
@@ -370,12 +392,30 @@ export class ReapMachine {
     this.contexts.set(ctx.id, r);
     this.byTag.set(ctx.localContextTag, r);
     this.scheduleUlid(r, now);
+    this.schedule(r);
     return r;
   }
 
   private forget(r: Reap): void {
     this.contexts.delete(r.ctx.id);
     if (this.byTag.get(r.ctx.localContextTag) === r) this.byTag.delete(r.ctx.localContextTag);
+    this.deadlines.delete(r);
+  }
+
+  /** When tick() has something to do for this context: the earliest of its four timers. */
+  private dueAt(r: Reap): number | undefined {
+    return earliest(earliest(r.keepaliveAt, r.sendAt), earliest(r.probeAt, r.ulidAt));
+  }
+
+  /**
+   * Files the context in the deadline queue at dueAt(): at the end of every input that may
+   * move one of its timers (create, upsert, activity, receive, explore, and tick's own visit).
+   */
+  private schedule(r: Reap): void {
+    if (this.contexts.get(r.ctx.id) !== r) return;
+    const at = this.dueAt(r);
+    if (at === undefined) this.deadlines.delete(r);
+    else this.deadlines.set(r, at);
   }
 
   private describe(r: Reap): ReapStatus {

@@ -868,6 +868,81 @@ describe('reap-machine', () => {
       m.explore(42, 'no such context');
     });
 
+    it('with 5,000 idle contexts, tick() visits only the due ones: by deadline, equal ones in creation order', () => {
+      const { m, clock, sent } = bare();
+      const N = 5000;
+      const PEER_TAGS = 0x20_0000;
+      const ctxN = (id: number, over: Partial<ReapContext> = {}): ReapContext => ctxA({ id, localContextTag: 0x10_0000 + id, peerContextTag: PEER_TAGS + id, ...over });
+      for (let id = 1; id <= N; id++) {
+        m.upsert(ctxN(id));
+        m.activity(id, 0, 0);
+      }
+      assert.equal(m.size, N);
+      assert.equal(m.nextDeadline(), undefined);
+      for (let i = 0; i < 100; i++) {
+        clock.t += 1000;
+        assert.equal(m.tick(), 0, 'idle contexts on their ULID pair are never visited');
+      }
+      assert.equal(sent.length, 0);
+      // A few get timers (random 0.5: no jitter): a Keepalive, a Send timer, a ULID probe, and
+      // three explorations started in the reverse of their creation order.
+      const start = clock.t;
+      m.activity(4000, 0, 1); // Keepalive at +3333, checked again at +6666
+      m.activity(2500, 1, 0); // Send timeout at +15 s
+      m.upsert(ctxN(3000, { current: { local: A2, peer: B2 } })); // off the ULID pair: a ULID probe at +10 s
+      for (const id of [300, 200, 100]) m.explore(id, 'test'); // a probe now, the next at +0.5 s
+      const label = (s: { message: Reap }): string => `${s.message.type[0] as string}${s.message.receiverContextTag - PEER_TAGS}`;
+      assert.deepEqual(sent.map(label), ['P300', 'P200', 'P100']);
+      sent.length = 0;
+      const log: string[] = [];
+      for (;;) {
+        const at = m.nextDeadline();
+        assert.ok(at !== undefined);
+        if (at > start + 15_000) break;
+        clock.t = at - 1;
+        assert.equal(m.tick(), 0, 'nothing is due a millisecond before nextDeadline()');
+        assert.equal(sent.length, 0);
+        clock.t = at;
+        const visited = m.tick();
+        log.push([`+${at - start}:`, visited, ...sent.map(label)].join(' '));
+        sent.length = 0;
+      }
+      const probes = 'P100 P200 P300';
+      assert.deepEqual(log, [
+        `+500: 3 ${probes}`,
+        `+1000: 3 ${probes}`,
+        `+1500: 3 ${probes}`,
+        `+2500: 3 ${probes}`,
+        '+3333: 1 K4000',
+        `+4500: 3 ${probes}`,
+        '+6666: 1', // no payload since: no Keepalive, and the timer stops
+        `+8500: 3 ${probes}`,
+        '+10000: 1 P3000',
+        '+15000: 1 P2500', // the Send timeout: context 2500 starts exploring
+      ]);
+    });
+
+    it('an effect that throws in tick() loses no timer: the contexts due then fire at the next tick', () => {
+      let broken = false;
+      const { m, clock, sent } = bare({}, () => {
+        if (broken) throw new Error('send broke');
+        return false;
+      });
+      m.upsert(ctxA());
+      m.upsert(ctxA({ id: 2, localContextTag: 0x22, peerContextTag: 0x23 }));
+      m.explore(1, 'test');
+      m.explore(2, 'test');
+      sent.length = 0;
+      const due = m.nextDeadline() as number;
+      clock.t = due;
+      broken = true;
+      assert.throws(() => m.tick(), /send broke/);
+      assert.equal(m.nextDeadline(), due, 'both contexts are still due');
+      broken = false;
+      assert.equal(m.tick(), 2);
+      assert.deepEqual(sent.map((s) => s.message.receiverContextTag), [TAG_B, 0x23]);
+    });
+
     it('is deterministic under the injected clock and random sources', () => {
       const run = (): string => {
         const sim = new Sim({ seed: 99 });
