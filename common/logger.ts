@@ -49,6 +49,33 @@ export const nullLogger: Logger = Object.freeze({
   close: () => Promise.resolve(),
 });
 
+/** A record's meta, or a function that builds it (called only if the record is not dropped). */
+export type LazyLogMeta = LogMeta | (() => LogMeta);
+
+/** Logs one record unless this second's budget is spent. */
+export type RateLimitedLog = (level: LogLevel, msg: string, meta?: LazyLogMeta) => void;
+
+/**
+ * A rate limit for records that peers or the packet path can cause at any rate: at most
+ * `perSecond` records in each second of the clock, one budget for every level (a record the
+ * level filters out spends it too), the rest dropped. A meta function is called only for a
+ * record within the budget, so a dropped record costs no formatting.
+ */
+export function rateLimitedLogger(log: Logger, perSecond = 20, now: () => number = Date.now): RateLimitedLog {
+  let second = Number.NEGATIVE_INFINITY;
+  let left = 0;
+  return (level, msg, meta) => {
+    const current = Math.floor(now() / 1000);
+    if (current !== second) {
+      second = current;
+      left = perSecond;
+    }
+    if (left <= 0) return;
+    left--;
+    log[level](msg, typeof meta === 'function' ? meta() : meta);
+  };
+}
+
 const LEVEL_NUMBERS: Record<LogLevel, number> = { error: 0, warn: 1, info: 2, verbose: 3, debug: 4 };
 
 /** Where the meta fields travel inside a winston info object (never mixed with level/message). */

@@ -13,13 +13,13 @@ import { encodeControlMessage, decodeControlMessage, type KeepaliveMessage, type
 import { formatIPv6 } from '../protocol/address';
 import { locateShim6Header, PacketError, type HeaderPosition } from '../protocol/ipv6-packet';
 import { Shim6Sender } from '../protocol/shim6-socket';
-import { IpcServer, type IpcContext, type ShimdToReapd } from '../ipc';
+import { IpcServer, type ShimdToReapd } from '../ipc';
 import type { Shim6Config } from '../common/config';
-import type { Logger } from '../common/logger';
+import { rateLimitedLogger, type Logger, type RateLimitedLog } from '../common/logger';
 import { acquirePidFile, type PidFile } from '../common/pidfile';
 import { DeadlineTimer } from '../common/deadline-timer';
 import { randomBytes } from 'node:crypto';
-import { ReapMachine, type ReapContext, type ReapEvent, type ReapStatus } from './reap-machine';
+import { ReapMachine, type ReapEvent, type ReapStatus } from './reap-machine';
 import type { ReapTimers } from './reap-timers';
 
 /** Events worth an info line; the rest are debug (all are counted). */
@@ -48,20 +48,6 @@ export function reapTimersOf(config: Shim6Config): ReapTimers {
   };
 }
 
-export function reapContext(c: IpcContext): ReapContext {
-  return {
-    id: c.id,
-    localContextTag: c.localContextTag,
-    peerContextTag: c.peerContextTag,
-    localUlid: c.localUlid,
-    peerUlid: c.peerUlid,
-    localLocators: [...c.localLocators],
-    peerLocators: [...c.peerLocators],
-    current: { ...c.current },
-    ...(c.peerKeepaliveTimeout !== undefined ? { peerKeepaliveTimeout: c.peerKeepaliveTimeout } : {}),
-  };
-}
-
 export class ReapDaemon {
   readonly machine: ReapMachine;
   readonly server: IpcServer;
@@ -74,12 +60,14 @@ export class ReapDaemon {
   /** Status reports waiting for the end of this turn (many can change in one input). */
   private readonly pendingStatus = new Map<number, ReapStatus>();
   private statusFlush: NodeJS.Immediate | undefined;
-  private logBudget = { second: 0, left: 20 };
+  /** Per-event logs that peers or shim6d can cause at any rate, rate limited. */
+  private readonly rateLimitedLog: RateLimitedLog;
 
   constructor(
     readonly config: Shim6Config,
     readonly log: Logger,
   ) {
+    this.rateLimitedLog = rateLimitedLogger(log);
     this.machine = new ReapMachine(
       {
         send: (message, from, to) => this.send(message, from, to),
@@ -101,10 +89,8 @@ export class ReapDaemon {
       () => this.machine.nextDeadline(),
       () => this.machine.tick(),
     );
+    // The server logs connections, disconnections and invalid messages itself.
     this.server = new IpcServer({ path: config.ipcSocket, logger: log, pid: process.pid });
-    this.server.on('connected', (hello: { pid: number }) => log.info('shim6d connected', { pid: hello.pid }));
-    this.server.on('disconnected', (reason: unknown) => log.warn('shim6d disconnected: waiting for it to come back', { reason: String(reason) }));
-    this.server.on('invalid', (e: Error) => this.rateLimitedLog('warn', 'invalid IPC message from shim6d', { error: e.message }));
     this.server.on('message', (m: ShimdToReapd) => this.input(() => this.onMessage(m)));
   }
 
@@ -146,13 +132,14 @@ export class ReapDaemon {
 
   private onMessage(m: ShimdToReapd): void {
     switch (m.type) {
+      // An IpcContext is a ReapContext; the machine keeps its own (canonical) copy.
       case 'sync':
-        this.machine.sync(m.contexts.map(reapContext));
+        this.machine.sync(m.contexts);
         this.log.info('contexts synchronised from shim6d', { contexts: m.contexts.length });
         for (const s of this.machine.statuses()) this.queueStatus(s);
         return;
       case 'context':
-        return this.machine.upsert(reapContext(m.context));
+        return this.machine.upsert(m.context);
       case 'context-removed':
         this.machine.remove(m.id);
         this.pendingStatus.delete(m.id);
@@ -204,17 +191,10 @@ export class ReapDaemon {
     this.statusFlush ??= setImmediate(() => {
       this.statusFlush = undefined;
       for (const s of this.pendingStatus.values()) {
-        if (this.server.send({ type: 'reap-status', status: { ...s, history: s.history.slice(-32) } })) this.stats.statusReports++;
+        // A fresh copy from the machine, its history within the IPC's 32 (config caps historyLength at 32).
+        if (this.server.send({ type: 'reap-status', status: s })) this.stats.statusReports++;
       }
       this.pendingStatus.clear();
     });
-  }
-
-  private rateLimitedLog(level: 'debug' | 'warn', message: string, meta: Record<string, unknown>): void {
-    const second = Math.floor(Date.now() / 1000);
-    if (second !== this.logBudget.second) this.logBudget = { second, left: 20 };
-    if (this.logBudget.left <= 0) return;
-    this.logBudget.left--;
-    this.log[level](message, meta);
   }
 }

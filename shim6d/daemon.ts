@@ -13,7 +13,7 @@ import { formatIPv6 } from '../protocol/address';
 import { Shim6Rules } from '../iptables-rules';
 import { spawnRunner } from '../iptables-rules/exec';
 import type { Shim6Config } from '../common/config';
-import type { Logger } from '../common/logger';
+import { rateLimitedLogger, type Logger, type RateLimitedLog } from '../common/logger';
 import { acquirePidFile, type PidFile } from '../common/pidfile';
 import { ContextTable } from './context-table';
 import { DataPlane } from './data-plane';
@@ -35,7 +35,8 @@ export class Shim6Daemon {
   readonly control: ShimControl;
   readonly dataPlane: DataPlane;
   private readonly ptbSender = new RawIPv6Sender(IPPROTO_ICMPV6);
-  private readonly queues = new Map<string, PacketQueue>();
+  /** The bound NFQUEUEs, by direction: the outbound one feeds dataPlane.outbound(), the inbound one dataPlane.inbound(). */
+  private readonly queues = new Map<'outbound' | 'inbound', PacketQueue>();
   private consoleServer: ConsoleServer | undefined;
   private controlPlane: ControlPlane | undefined;
   private pidFile: PidFile | undefined;
@@ -43,14 +44,15 @@ export class Shim6Daemon {
   private stopping: Promise<void> | undefined;
   /** install() was attempted: stop() must remove what it may have added. */
   private rulesTouched = false;
-  /** Rate limit of per-event debug logs from the packet path. */
-  private logBudget = { second: 0, left: 20 };
+  /** Per-event logs from the packet path, rate limited. */
+  private readonly rateLimitedLog: RateLimitedLog;
 
   constructor(
     readonly config: Shim6Config,
     readonly log: Logger,
   ) {
     const c = config.shim6d;
+    this.rateLimitedLog = rateLimitedLogger(log);
     this.rules = new Shim6Rules({ ...c.netfilter });
     const fixedMtu = c.dataPlane.pathMtu === 'auto' ? undefined : c.dataPlane.pathMtu;
     this.control = new ShimControl(
@@ -73,16 +75,17 @@ export class Shim6Daemon {
           }
         },
         unknownContextTag: (tag, packet) => {
-          this.rateLimitedLog('debug', 'payload packet with an unknown context tag dropped (R1bis)', {
+          // Formatted only within the log budget: this runs for every such packet.
+          this.rateLimitedLog('debug', 'payload packet with an unknown context tag dropped (R1bis)', () => ({
             tag,
             source: formatIPv6(packet.subarray(8, 24)),
             destination: formatIPv6(packet.subarray(24, 40)),
-          });
+          }));
           this.controlPlane?.unknownContextTag(tag, packet);
         },
         controlMessage: (packet, shimOffset) => {
           if (this.controlPlane) this.controlPlane.receive(packet, shimOffset);
-          else this.rateLimitedLog('debug', 'control message before the control plane started: dropped', { source: formatIPv6(packet.subarray(8, 24)) });
+          else this.rateLimitedLog('debug', 'control message before the control plane started: dropped', () => ({ source: formatIPv6(packet.subarray(8, 24)) }));
         },
       },
       { defaultPathMtu: fixedMtu ?? FALLBACK_PATH_MTU, ptbPerSecond: c.dataPlane.ptbPerSecond },
@@ -203,7 +206,11 @@ export class Shim6Daemon {
       now: () => Date.now(),
       startedAt: this.startedAt,
       dataPlane: () => this.dataPlane.stats,
-      queues: () => Object.fromEntries([...this.queues].map(([k, q]) => [k, { packets: q.packets, handlerErrors: q.handlerErrors }])),
+      // Every packet a queue hands over reaches its data plane handler, which counts it first.
+      queues: () => {
+        const s = this.dataPlane.stats;
+        return Object.fromEntries([...this.queues].map(([k, q]) => [k, { packets: k === 'outbound' ? s.outboundPackets : s.inboundPackets, handlerErrors: q.handlerErrors }]));
+      },
       console: () => this.consoleServer?.stats() ?? { requests: 0, errors: 0, internalErrors: 0 },
       controlPlane: () => {
         const cp = this.controlPlane;
@@ -231,13 +238,5 @@ export class Shim6Daemon {
         return { connected: link.connected, status: (id) => link.status(id), stats: { ...link.stats } };
       },
     };
-  }
-
-  private rateLimitedLog(level: 'debug' | 'warn' | 'error', message: string, meta: Record<string, unknown>): void {
-    const second = Math.floor(Date.now() / 1000);
-    if (second !== this.logBudget.second) this.logBudget = { second, left: 20 };
-    if (this.logBudget.left <= 0) return;
-    this.logBudget.left--;
-    this.log[level](message, meta);
   }
 }

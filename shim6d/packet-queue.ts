@@ -32,8 +32,8 @@ export interface PacketQueueOptions {
   onHandlerError: (error: unknown) => void;
 }
 
+/** Packets are counted by the handler (the data plane's stats); the queue counts only its handler's errors. */
 export class PacketQueue {
-  packets = 0;
   handlerErrors = 0;
 
   private constructor(readonly options: PacketQueueOptions) {}
@@ -52,7 +52,6 @@ export class PacketQueue {
     const dropVerdict = nfq.NF_DROP;
     const fallback = options.fallback === 'accept' ? accept : dropVerdict;
     handle.run((p) => {
-      q.packets++;
       let v: Verdict;
       try {
         v = options.handler(p.payload);

@@ -1,12 +1,13 @@
 /**
  * common/logger: the line format (ISO time, level, component, message, key=value meta), the
- * file (directory created, appended, flushed by close), stderr, level filtering and setLevel.
+ * file (directory created, appended, flushed by close), stderr, level filtering and setLevel,
+ * and the rate limit the daemons put on per-packet records.
  */
 import { strict as assert } from 'node:assert';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createLogger, formatLine, formatMeta, LOG_LEVELS, nullLogger } from '../common/logger';
+import { createLogger, formatLine, formatMeta, LOG_LEVELS, nullLogger, rateLimitedLogger, type Logger, type LogMeta } from '../common/logger';
 
 const LINE_RE = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) (error|warn|info|verbose|debug) ([a-z0-9]+): (.*)$/;
 
@@ -145,6 +146,38 @@ describe('logger', function () {
     writeFileSync(blocker, '');
     assert.throws(() => createLogger({ level: 'info', file: join(blocker, 'x.log'), stderr: false }, 'shim6d'), (err: NodeJS.ErrnoException) => err.code === 'EEXIST' || err.code === 'ENOTDIR');
     assert.throws(() => createLogger({ level: 'info', file: dir, stderr: false }, 'shim6d'), { code: 'EISDIR' });
+  });
+
+  it('rate limits: at most perSecond records in each second of the clock, meta functions built only for those', () => {
+    const written: Array<[string, string, LogMeta | undefined]> = [];
+    const record = (level: string) => (msg: string, meta?: LogMeta): void => {
+      written.push([level, msg, meta]);
+    };
+    const log: Logger = { ...nullLogger, error: record('error'), warn: record('warn'), info: record('info'), verbose: record('verbose'), debug: record('debug') };
+    let t = 5_000;
+    const limited = rateLimitedLogger(log, 3, () => t);
+    let built = 0;
+    const meta = (): LogMeta => ({ n: ++built });
+    for (let i = 0; i < 10; i++) limited('debug', `lazy ${i}`, meta);
+    assert.equal(built, 3, 'a dropped record builds no meta');
+    assert.deepEqual(written, [['debug', 'lazy 0', { n: 1 }], ['debug', 'lazy 1', { n: 2 }], ['debug', 'lazy 2', { n: 3 }]]);
+    t = 5_999;
+    limited('error', 'same second: dropped', { k: 'v' });
+    assert.equal(written.length, 3);
+    // A new second, a new budget, shared by every level; plain meta objects and none at all.
+    t = 6_000;
+    limited('warn', 'plain', { k: 'v' });
+    limited('error', 'bare');
+    limited('info', 'third', meta);
+    limited('debug', 'fourth', meta);
+    assert.deepEqual(written.slice(3), [['warn', 'plain', { k: 'v' }], ['error', 'bare', undefined], ['info', 'third', { n: 4 }]]);
+    assert.equal(built, 4);
+
+    // The default: 20 a second.
+    const lines: string[] = [];
+    const byDefault = rateLimitedLogger({ ...nullLogger, debug: (msg) => lines.push(msg) }, undefined, () => 0);
+    for (let i = 0; i < 25; i++) byDefault('debug', `m${i}`);
+    assert.equal(lines.length, 20);
   });
 
   it('has a null logger that discards everything', async () => {
