@@ -24,8 +24,6 @@ export interface ReapLinkOptions {
   activity: (ctx: ShimContext) => { sent: number; received: number };
   /** How often changes and activity are sent (ms). */
   intervalMs: number;
-  /** Called before each round: refresh the activity sources (a conntrack poll). */
-  beforeRound?: () => void;
 }
 
 export interface ReapLinkStats {
@@ -59,16 +57,14 @@ export class ReapLink {
   private readonly lastActivity = new Map<number, string>();
   private readonly statuses = new Map<number, IpcReapStatus>();
   private timer: NodeJS.Timeout | undefined;
+  /** A flush() round is waiting for its setImmediate. */
+  private flushQueued = false;
   readonly stats: ReapLinkStats = { pairsApplied: 0, pairsRefused: 0, reapPacketsForwarded: 0, reapPacketsDropped: 0, syncs: 0 };
 
   constructor(private readonly o: ReapLinkOptions) {
+    // The client logs connections, disconnections and invalid messages itself.
     this.client = new IpcClient({ path: o.path, logger: o.log, pid: process.pid });
-    this.client.on('connected', () => {
-      o.log.info('reapd connected', { socket: o.path });
-      this.sync();
-    });
-    this.client.on('disconnected', () => o.log.warn('reapd disconnected: REAP paused until it is back', { socket: o.path }));
-    this.client.on('invalid', (e: Error) => o.log.warn('invalid IPC message from reapd', { error: e.message }));
+    this.client.on('connected', () => this.sync());
     this.client.on('message', (m: ReapdToShimd) => this.onMessage(m));
   }
 
@@ -98,15 +94,27 @@ export class ReapLink {
     else this.stats.reapPacketsDropped++;
   }
 
-  /** The locator in use went away: explore now rather than after a send timeout. */
-  explore(ctx: ShimContext, reason: string): void {
+  /**
+   * The locator in use went away: these contexts explore now rather than after a send
+   * timeout. reapd first hears what changed (one round for all of them).
+   */
+  explore(contexts: readonly ShimContext[], reason: string): void {
+    if (contexts.length === 0) return;
     this.round();
-    this.client.send({ type: 'explore', id: ctx.id, reason });
+    for (const ctx of contexts) this.client.send({ type: 'explore', id: ctx.id, reason });
   }
 
-  /** Sends what changed now (a context just got established). */
+  /**
+   * Sends what changed soon (a context just got established): one round at the next turn of
+   * the event loop, however many contexts ask for it before then.
+   */
   flush(): void {
-    this.round();
+    if (this.flushQueued) return;
+    this.flushQueued = true;
+    setImmediate(() => {
+      this.flushQueued = false;
+      this.round();
+    });
   }
 
   private established(): ShimContext[] {
@@ -124,11 +132,6 @@ export class ReapLink {
 
   private round(): void {
     if (!this.client.connected) return;
-    try {
-      this.o.beforeRound?.();
-    } catch (e) {
-      this.o.log.warn('activity refresh failed', { error: e instanceof Error ? e.message : String(e) });
-    }
     const live = new Set<number>();
     const activity: Array<{ id: number; sent: number; received: number }> = [];
     for (const ctx of this.established()) {
