@@ -9,7 +9,8 @@ import { formatIPv6 } from '../protocol/address';
 import { IPPROTO_SHIM6, MessageType } from '../protocol/constants';
 import { locateShim6Header, PacketError, type HeaderPosition } from '../protocol/ipv6-packet';
 
-const ICMPV6_PARAMETER_PROBLEM = 4;
+/** ICMPv6 Parameter Problem (RFC 4443 section 3.4). */
+export const ICMPV6_PARAMETER_PROBLEM = 4;
 const UNRECOGNISED_NEXT_HEADER = 1;
 
 /**

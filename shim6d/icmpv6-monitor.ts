@@ -9,14 +9,13 @@
  */
 import { EventEmitter } from 'node:events';
 import raw from 'raw-socket';
-import { parseNoShim6 } from './icmp-parameter-problem';
+import { IPPROTO_ICMPV6 } from '../protocol/ipv6-packet';
+import { ICMPV6_PARAMETER_PROBLEM, parseNoShim6 } from './icmp-parameter-problem';
+import { ICMPV6_PACKET_TOO_BIG } from './packet-too-big';
 import { parsePathMtuReport, type PathMtuReport } from './path-mtu-report';
 
-const IPPROTO_ICMPV6 = 58;
 /** setsockopt(IPPROTO_ICMPV6, ICMP6_FILTER): which ICMPv6 types the socket receives (RFC 3542 section 3.2). */
 const ICMP6_FILTER = 1;
-const ICMPV6_PACKET_TOO_BIG = 2;
-const ICMPV6_PARAMETER_PROBLEM = 4;
 
 /**
  * struct icmp6_filter: 256 bits in host-order 32-bit words, a set bit blocks its type. Only

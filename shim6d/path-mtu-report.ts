@@ -18,15 +18,13 @@
  * - an MTU under 1280 counts as 1280.
  */
 import { formatIPv6 } from '../protocol/address';
-import { PacketError, type HeaderPosition } from '../protocol/ipv6-packet';
+import { IPV6_MIN_MTU } from '../protocol/constants';
+import { IPV6_HEADER_LENGTH, PacketError, type HeaderPosition } from '../protocol/ipv6-packet';
 import { locatePayloadHeader } from '../protocol/payload-header';
 import { readContextTag } from '../protocol/context-tag';
 import { isShimmed, type ShimContext } from './context';
 import type { ContextTable } from './context-table';
-
-const ICMPV6_PACKET_TOO_BIG = 2;
-const IPV6_HEADER_LENGTH = 40;
-const IPV6_MIN_MTU = 1280;
+import { ICMPV6_PACKET_TOO_BIG } from './packet-too-big';
 
 /** What a Packet Too Big about one of our shimmed packets says. */
 export interface PathMtuReport {
