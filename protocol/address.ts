@@ -92,6 +92,24 @@ export function canonicalIPv6(text: string): string | undefined {
   return b ? formatIPv6(b) : undefined;
 }
 
+/** Addresses that never name a Shim6 host (ULID or locator), by class. */
+export type ExcludedClass = 'unspecified' | 'loopback' | 'ipv4-mapped' | 'link-local' | 'multicast';
+
+/** The class that rules an address out of Shim6, if any (`address` must be valid IPv6). */
+export function excludedAddressClass(address: string | Buffer): ExcludedClass | undefined {
+  const b = typeof address === 'string' ? parseIPv6(address) : address;
+  if (!b || b.length !== 16) throw new RangeError(`not an IPv6 address: ${String(address)}`);
+  const first = b[0] ?? 0;
+  if (first === 0xff) return 'multicast';
+  if (first === 0xfe && ((b[1] ?? 0) & 0xc0) === 0x80) return 'link-local';
+  let zeros = 0;
+  while (zeros < 16 && b[zeros] === 0) zeros++;
+  if (zeros === 16) return 'unspecified';
+  if (zeros === 15 && b[15] === 1) return 'loopback';
+  if (zeros >= 10 && b[10] === 0xff && b[11] === 0xff) return 'ipv4-mapped';
+  return undefined;
+}
+
 /** True if the 16 octets at a[ao] equal those at b[bo]. */
 export function sameAddress(a: Uint8Array, ao: number, b: Uint8Array, bo: number): boolean {
   for (let i = 0; i < IPV6_ADDRESS_LENGTH; i++) if (a[ao + i] !== b[bo + i]) return false;

@@ -35,7 +35,7 @@
  * maxPairs (default 65536) are kept (the least recently observed is dropped first), and at
  * most maxFlowsPerPair flows per pair (the oldest one is retired, keeping its count).
  */
-import { formatIPv6, parseIPv6 } from '../protocol/address';
+import { excludedAddressClass, formatIPv6, parseIPv6, type ExcludedClass } from '../protocol/address';
 import { IPPROTO_SHIM6 } from '../protocol/constants';
 
 export interface ContextHeuristicOptions {
@@ -92,8 +92,6 @@ export interface ContextCandidate extends UlidPair {
   activeSeconds: number;
 }
 
-export type ExcludedClass = 'unspecified' | 'loopback' | 'ipv4-mapped' | 'link-local' | 'multicast';
-
 export interface PairSnapshot extends UlidPair {
   packets: number;
   flows: number;
@@ -148,21 +146,6 @@ interface PairState extends UlidPair {
   lastActivity: number | undefined;
   qualified: { reason: 'packets' | 'active'; at: number } | undefined;
   reported: boolean;
-}
-
-/** The class that rules an address out of Shim6, if any (`address` must be valid IPv6). */
-export function excludedAddressClass(address: string | Buffer): ExcludedClass | undefined {
-  const b = typeof address === 'string' ? parseIPv6(address) : address;
-  if (!b || b.length !== 16) throw new RangeError(`not an IPv6 address: ${String(address)}`);
-  const first = b[0] ?? 0;
-  if (first === 0xff) return 'multicast';
-  if (first === 0xfe && ((b[1] ?? 0) & 0xc0) === 0x80) return 'link-local';
-  let zeros = 0;
-  while (zeros < 16 && b[zeros] === 0) zeros++;
-  if (zeros === 16) return 'unspecified';
-  if (zeros === 15 && b[15] === 1) return 'loopback';
-  if (zeros >= 10 && b[10] === 0xff && b[11] === 0xff) return 'ipv4-mapped';
-  return undefined;
 }
 
 const pairKey = (local: string, peer: string): string => `${local} ${peer}`;
@@ -316,6 +299,15 @@ export class ContextHeuristic {
     const key = this.keyOf(pair);
     const p = key === undefined ? undefined : this.pairsByKey.get(key);
     return p ? this.snapshot(p, now) : undefined;
+  }
+
+  /**
+   * When the pair was last observed (ms), if it is known: pair()'s lastSeen without the
+   * snapshot, for callers that ask often. `local` and `peer` must be canonical text (RFC 5952),
+   * as a context's ULIDs are.
+   */
+  lastSeen(local: string, peer: string): number | undefined {
+    return this.pairsByKey.get(pairKey(local, peer))?.lastSeen;
   }
 
   /** Every pair, least recently observed first. */

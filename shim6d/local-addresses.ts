@@ -25,7 +25,7 @@
 import { EventEmitter } from 'node:events';
 import koffi from 'koffi';
 import { loadLibc, type Libc } from '../common/libc';
-import { parseIPv6 } from '../protocol/address';
+import { excludedAddressClass, parseIPv6 } from '../protocol/address';
 import {
   AddressMessage,
   AF_INET6,
@@ -67,17 +67,8 @@ export function isUsableLocator(m: AddressMessage, options: LocatorOptions = {})
   if (m.flags.deprecated && !options.includeDeprecated) return false;
   const b = parseIPv6(m.address);
   if (!b) return false;
-  const b0 = b[0] as number;
-  const b1 = b[1] as number;
-  if (b0 === 0xff) return false; // multicast ff00::/8
-  if (b0 === 0xfe && (b1 & 0xc0) === 0x80) return false; // link-local fe80::/10
-  if (b0 === 0xfe && (b1 & 0xc0) === 0xc0) return false; // site-local fec0::/10 (deprecated)
-  if (b.subarray(0, 10).every((x) => x === 0)) {
-    const w5 = b.readUInt16BE(10);
-    if (w5 === 0xffff) return false; // IPv4-mapped ::ffff:0:0/96
-    if (w5 === 0 && b.readUInt32BE(12) <= 1) return false; // :: and ::1
-  }
-  return true;
+  if (excludedAddressClass(b) !== undefined) return false; // multicast, link-local, ::, ::1, IPv4-mapped
+  return !(b[0] === 0xfe && ((b[1] as number) & 0xc0) === 0xc0); // site-local fec0::/10 (deprecated)
 }
 
 export interface LocatorChange {

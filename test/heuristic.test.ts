@@ -3,7 +3,8 @@
  * clock and the daemon's predicates are fakes.
  */
 import { strict as assert } from 'node:assert';
-import { ContextHeuristic, excludedAddressClass, type ContextHeuristicOptions, type FlowObservation } from '../shim6d/heuristic';
+import { excludedAddressClass } from '../protocol/address';
+import { ContextHeuristic, type ContextHeuristicOptions, type FlowObservation } from '../shim6d/heuristic';
 
 const LOCAL = '2001:db8:a1::a';
 const LOCAL_2 = '2001:db8:a2::a';
@@ -404,6 +405,19 @@ describe('ContextHeuristic', () => {
       assert.equal(h.stats().pairs, 1);
       h.check(T0 + 62_000);
       assert.equal(h.stats().pairs, 0);
+    });
+
+    it('lastSeen(local, peer) is the snapshot lastSeen, by canonical text, and forgets with the pair', () => {
+      const { h } = fixture({ idleSeconds: 30, activeSeconds: 0 });
+      assert.equal(h.lastSeen(LOCAL, PEER), undefined);
+      h.observe(obs(1), T0);
+      h.observe(obs(2, { source: PEER, destination: LOCAL }), T0 + 5_000);
+      assert.equal(h.lastSeen(LOCAL, PEER), T0 + 5_000);
+      assert.equal(h.lastSeen(LOCAL, PEER), h.pair({ local: LOCAL, peer: PEER }, T0 + 5_000)?.lastSeen);
+      assert.equal(h.lastSeen(PEER, LOCAL), undefined, 'the pair is (local, peer)');
+      assert.equal(h.lastSeen(LOCAL, PEER_2), undefined);
+      h.sweep(T0 + 35_000);
+      assert.equal(h.lastSeen(LOCAL, PEER), undefined);
     });
 
     it('keeps a pair whose flows are still reported, however idle its traffic', () => {

@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import { createInterface } from 'node:readline';
 import { run } from '../scripts/lib/testbed';
 import { waitFor } from '../scripts/lib/wait';
+import { excludedAddressClass } from '../protocol/address';
 import { isUsableLocator, LocalAddress, LocalAddressMonitor, LocatorChange, LocatorTracker, RtnetlinkError } from '../shim6d/local-addresses';
 import {
   AddressMessage,
@@ -75,6 +76,13 @@ describe('local addresses: which are locators (pure)', () => {
     assert.equal(isUsableLocator(msg('192.0.2.1', { family: AF_INET })), false);
     assert.equal(isUsableLocator(msg('2001:db8::1', { kind: 'del' })), false);
     assert.equal(isUsableLocator(msg('not an address')), false);
+  });
+
+  it('refuses exactly the classes the heuristic excludes, and site-local fec0::/10 besides', () => {
+    for (const a of ['2001:db8::1', 'fd00::1', 'fe7f::1', 'fe00::1', 'fec0::1', 'feff::1', 'febf:ffff::1', 'fe80::1', '::', '::1', '::2', '::ffff:192.0.2.1', '::ffff:0:0:1', '::fffe:c000:201', 'ff02::1', '64:ff9b::c000:201']) {
+      const siteLocal = /^fe[c-f]/.test(a);
+      assert.equal(isUsableLocator(msg(a)), excludedAddressClass(a) === undefined && !siteLocal, a);
+    }
   });
 });
 
