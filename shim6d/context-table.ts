@@ -3,7 +3,15 @@
  * local context tag (inbound payload packets and control messages) and by ULID pair
  * (outbound packets, the heuristic). Pure: no I/O.
  */
-import { ContextError, contextKey, createContext, locator, type ContextSpec, type ShimContext } from './context';
+import { parseIPv6 } from '../protocol/address';
+import { ContextError, contextKey, createContext, type ContextSpec, type ShimContext } from './context';
+
+/** A Locator's key of an address given as text, without the Locator; the ContextError locator() throws. */
+function addressKey(text: string): string {
+  const address = parseIPv6(text);
+  if (!address) throw new ContextError(`address: '${text}' is not an IPv6 address`);
+  return address.toString('latin1');
+}
 
 export class ContextTable {
   private readonly byIdMap = new Map<number, ShimContext>();
@@ -56,13 +64,12 @@ export class ContextTable {
     return this.byTagMap.get(tag);
   }
 
-  /** By the 32-octet latin1 key of (local ULID, peer ULID): see ulidPairKey. The default context, not a fork. */
+  /**
+   * By contextKey(local ULID, peer ULID, forked instance id). For the default context (not a
+   * fork) that is the 32-octet latin1 key of (local ULID, peer ULID) as read from a packet:
+   * see ulidPairKey.
+   */
   byUlidPairKey(key: string): ShimContext | undefined {
-    return this.byPairMap.get(key);
-  }
-
-  /** By contextKey(local ULID, peer ULID, forked instance id). */
-  byKey(key: string): ShimContext | undefined {
     return this.byPairMap.get(key);
   }
 
@@ -76,9 +83,12 @@ export class ContextTable {
     return this.byIdMap.values();
   }
 
-  /** The default context (not a fork) of a ULID pair given as text. */
+  /**
+   * The default context (not a fork) of a ULID pair given as text; ContextError when one is
+   * not an address. The key is contextKey's for fork 0, made from the octets (no Locator).
+   */
   byUlids(localUlid: string, peerUlid: string): ShimContext | undefined {
-    return this.byPairMap.get(contextKey(locator(localUlid, 'unverified'), locator(peerUlid, 'unverified'), 0));
+    return this.byPairMap.get(addressKey(localUlid) + addressKey(peerUlid));
   }
 
   /** Contexts in id order (console, logs). */

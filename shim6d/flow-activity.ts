@@ -23,6 +23,8 @@ export interface PairActivity {
 
 interface FlowState {
   pair: string;
+  local: string;
+  peer: string;
   /** Whether the local host is the flow's original-direction source. */
   localIsOriginal: boolean;
   original: number;
@@ -31,9 +33,15 @@ interface FlowState {
   dump: number;
 }
 
+/** A pair's totals, and the pair (prune() asks about it without taking its key apart). */
+interface PairState extends PairActivity {
+  local: string;
+  peer: string;
+}
+
 export class FlowActivity {
   private readonly flows = new Map<string, FlowState>();
-  private readonly pairs = new Map<string, PairActivity>();
+  private readonly pairs = new Map<string, PairState>();
   private dump = 0;
 
   constructor(
@@ -74,7 +82,7 @@ export class FlowActivity {
       const local = localIsOriginal ? sample.source : sample.destination;
       const peer = localIsOriginal ? sample.destination : sample.source;
       if (!this.wanted(local, peer)) return;
-      f = { pair: FlowActivity.key(local, peer), localIsOriginal, original: 0, reply: 0, dump: this.dump };
+      f = { pair: FlowActivity.key(local, peer), local, peer, localIsOriginal, original: 0, reply: 0, dump: this.dump };
       this.flows.set(sample.flow, f);
     }
     // Counters of one conntrack entry only grow; a smaller value is a new entry under a reused key.
@@ -85,7 +93,7 @@ export class FlowActivity {
     f.dump = this.dump;
     if (dOriginal + dReply > 0) {
       let p = this.pairs.get(f.pair);
-      if (p === undefined) this.pairs.set(f.pair, (p = { sent: 0, received: 0 }));
+      if (p === undefined) this.pairs.set(f.pair, (p = { local: f.local, peer: f.peer, sent: 0, received: 0 }));
       p.sent += f.localIsOriginal ? dOriginal : dReply;
       p.received += f.localIsOriginal ? dReply : dOriginal;
     }
@@ -95,15 +103,12 @@ export class FlowActivity {
   /** The pair's totals (zeros if nothing was seen). */
   activity(local: string, peer: string): PairActivity {
     const p = this.pairs.get(FlowActivity.key(local, peer));
-    return p ? { ...p } : { sent: 0, received: 0 };
+    return p ? { sent: p.sent, received: p.received } : { sent: 0, received: 0 };
   }
 
   /** Drops the totals of pairs that are no longer wanted (their context went away). */
   prune(): void {
-    for (const k of this.pairs.keys()) {
-      const [local, peer] = k.split(' ') as [string, string];
-      if (!this.wanted(local, peer)) this.pairs.delete(k);
-    }
+    for (const [k, p] of this.pairs) if (!this.wanted(p.local, p.peer)) this.pairs.delete(k);
   }
 
   get flowCount(): number {

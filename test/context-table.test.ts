@@ -282,6 +282,30 @@ describe('ContextTable (shim6d/context-table)', () => {
     assert.equal(t.byId(2), undefined);
   });
 
+  it('byUlids: the default context of a ULID pair in any spelling, not a fork; ContextError as locator() for bad text', () => {
+    const t = new ContextTable();
+    const fork = t.add(spec({ id: 2, localContextTag: 0x3333, forkedInstanceId: 3 }));
+    assert.equal(t.byUlids(LOCAL_ULID, PEER_ULID), undefined, 'a fork is not the default context');
+    const ctx = t.add(spec());
+    assert.equal(t.byUlids(LOCAL_ULID, PEER_ULID), ctx);
+    assert.equal(t.byUlids('2001:DB8:A1:0:0:0:0:A', '2001:0db8:b1::000b'), ctx);
+    assert.equal(t.byUlids(PEER_ULID, LOCAL_ULID), undefined, 'the reverse direction is not the pair');
+    assert.notEqual(t.byUlids(LOCAL_ULID, PEER_ULID), fork);
+    const thrown = (fn: () => unknown): unknown => {
+      try {
+        fn();
+      } catch (e) {
+        return e;
+      }
+      return undefined;
+    };
+    for (const [l, p, bad] of [['bad', PEER_ULID, 'bad'], [LOCAL_ULID, 'bad', 'bad'], ['1.2.3.4', PEER_ULID, '1.2.3.4']] as const) {
+      const e = thrown(() => t.byUlids(l, p));
+      assert.ok(e instanceof ContextError, `a ContextError, not ${String(e)}`);
+      assert.equal(e.message, (thrown(() => locator(bad, 'unverified')) as ContextError).message);
+    }
+  });
+
   it('add passes createContext errors through and adds nothing', () => {
     const t = new ContextTable();
     throwsContextError(() => t.add(spec({ id: 0 })), /^id: /);

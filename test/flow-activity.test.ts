@@ -70,4 +70,21 @@ describe('FlowActivity (per ULID pair sent/received from conntrack)', () => {
     fa.prune();
     assert.deepEqual(fa.activity(A, B), { sent: 0, received: 0 });
   });
+
+  it('prune asks about each pair by its local and peer address, and keeps the wanted ones', () => {
+    const asked: string[] = [];
+    wanted.add(FlowActivity.key(A, C));
+    const f = new FlowActivity((a) => a === A, (l, p) => {
+      asked.push(`${l} → ${p}`);
+      return wanted.has(FlowActivity.key(l, p));
+    });
+    f.observe(sample('f1', A, B, 1, 2));
+    f.observe(sample('f2', C, A, 3, 4));
+    asked.length = 0;
+    wanted.delete(FlowActivity.key(A, C));
+    f.prune();
+    assert.deepEqual(asked, [`${A} → ${B}`, `${A} → ${C}`]);
+    assert.deepEqual(f.activity(A, B), { sent: 1, received: 2 });
+    assert.deepEqual(f.activity(A, C), { sent: 0, received: 0 });
+  });
 });
