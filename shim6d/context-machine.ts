@@ -130,7 +130,7 @@ export interface MachineOptions {
   /** Uniform random integer in [0, 2^32). */
   random32: () => number;
   timers?: Partial<MachineTimers>;
-  /** Our usable locators now (from rtnetlink). */
+  /** Our usable locators now (from rtnetlink), canonical text (RFC 5952). */
   localLocators: () => readonly string[];
   /**
    * Last data-plane or conntrack activity of a context (ms), for idle teardown. Read when the
@@ -186,9 +186,6 @@ function sameAddresses(list: LocatorListOption, ctx: ShimContext): boolean {
   const keys = new Set(list.locators.map((l) => locator(l.address, 'unverified').key));
   return keys.size === ctx.peerLocators.length && ctx.peerLocators.every((l) => keys.has(l.key));
 }
-
-/** Serial-number comparison of 32-bit generations (RFC 1982): locator-security's. */
-export { isNewerGeneration as newerGeneration } from './locator-security';
 
 /** The earlier of two optional times. */
 function earliest(a: number | undefined, b: number | undefined): number | undefined {
@@ -274,7 +271,7 @@ export class ContextMachine {
   start(localUlid: string, peerUlid: string, forkedInstanceId = 0): ShimContext | undefined {
     const local = locator(localUlid, 'unverified', 'local ULID');
     const peer = locator(peerUlid, 'unverified', 'peer ULID');
-    if (this.table.byKey(contextKey(local, peer, forkedInstanceId))) return undefined;
+    if (this.table.byUlidPairKey(contextKey(local, peer, forkedInstanceId))) return undefined;
     if (this.inHoldDown(peer.text)) return undefined;
     const ctx = this.table.add({
       id: this.table.allocateId(),
@@ -299,27 +296,32 @@ export class ContextMachine {
 
   /**
    * A control message, as the inbound queue saw it: the whole IPv6 packet, so the locators it
-   * came on are known.
+   * came on are known. `shimOffset`: where its Shim6 header starts, when the caller already
+   * walked the header chain to find it (the data plane does); else the machine looks for it.
    */
-  receive(packet: Buffer): void {
+  receive(packet: Buffer, shimOffset?: number): void {
     if (packet.length < 40) return this.reject('rejected-malformed', { why: 'shorter than an IPv6 header' });
-    const at: HeaderPosition = { offset: 0, nextHeaderOffset: 0 };
-    const found = locateShim6Header(packet, at);
-    if (found instanceof PacketError || !found) return this.reject('rejected-malformed', { why: found instanceof PacketError ? found.toString() : 'no Shim6 header' });
+    let offset = shimOffset;
+    if (offset === undefined) {
+      const at: HeaderPosition = { offset: 0, nextHeaderOffset: 0 };
+      const found = locateShim6Header(packet, at);
+      if (found instanceof PacketError || !found) return this.reject('rejected-malformed', { why: found instanceof PacketError ? found.toString() : 'no Shim6 header' });
+      offset = at.offset;
+    }
     const src = formatIPv6(packet.subarray(8, 24));
     const dst = formatIPv6(packet.subarray(24, 40));
-    const decoded = decodeControlMessage(packet.subarray(at.offset), { strictReserved: false });
+    const decoded = decodeControlMessage(packet.subarray(offset), { strictReserved: false });
     if (!decoded.ok) {
       const e = decoded.error;
       if (e.code === 'UNKNOWN_MESSAGE_TYPE' || e.code === 'UNKNOWN_CRITICAL_OPTION') {
         const code = e.code === 'UNKNOWN_MESSAGE_TYPE' ? ErrorCode.UnknownMessageType : ErrorCode.CriticalOptionNotRecognized;
         // The packet in error starts at the IPv6 header, and the Pointer indexes into it.
-        this.sendError(errorMessageFor(code, at.offset + e.offset, packet), dst, src, { why: e.message });
+        this.sendError(errorMessageFor(code, offset + e.offset, packet), dst, src, { why: e.message });
       }
       return this.reject('rejected-malformed', { from: src, code: e.code, why: e.message });
     }
     const m = decoded.value.message;
-    this.inFlight = { packet, shimOffset: at.offset };
+    this.inFlight = { packet, shimOffset: offset };
     try {
       this.dispatch(m, src, dst);
     } finally {
@@ -563,14 +565,14 @@ export class ContextMachine {
   }
 
   private isOurs(ulid: string): boolean {
-    const key = locator(ulid, 'unverified').key;
-    return this.options.localLocators().some((l) => locator(l, 'unverified').key === key);
+    const text = canonicalIPv6(ulid);
+    return text !== undefined && this.options.localLocators().includes(text);
   }
 
   private onI1(m: I1Message, src: string, dst: string): void {
     const u = this.ulidsOf(m, src, dst);
     if (!this.isOurs(u.local)) return this.reject('rejected-not-ours', { type: 'I1', ulid: u.local });
-    const ctx = this.table.byKey(contextKey(locator(u.local, 'unverified'), locator(u.peer, 'unverified'), u.fork));
+    const ctx = this.table.byUlidPairKey(contextKey(locator(u.local, 'unverified'), locator(u.peer, 'unverified'), u.fork));
     const fromPeer = ctx !== undefined && ctx.peerLocatorKeys.has(locator(src, 'unverified').key);
     if (ctx && fromPeer && ctx.origin === 'negotiated' && (ctx.state === 'I1-SENT' || ctx.state === 'I2-SENT' || ctx.state === 'I2BIS-SENT' || ctx.state === 'ESTABLISHED')) {
       // Simultaneous I1s, or a peer that lost its context: R2 with what we have.
@@ -596,7 +598,7 @@ export class ContextMachine {
     if (!validator || !this.validator.check(m.responderNonce, validator, this.i2Fields(m.initiatorContextTag, u, src, dst))) {
       return this.reject('rejected-validator', { type: 'I2', from: src });
     }
-    const existing = this.table.byKey(contextKey(locator(u.local, 'unverified'), locator(u.peer, 'unverified'), u.fork));
+    const existing = this.table.byUlidPairKey(contextKey(locator(u.local, 'unverified'), locator(u.peer, 'unverified'), u.fork));
     if (existing && existing.state === 'ESTABLISHED' && existing.peerContextTag === m.initiatorContextTag && existing.origin === 'negotiated') {
       // A retransmitted I2: the R2 was lost.
       this.sendR2(existing, this.control.get(existing.id) as Control, m.initiatorNonce, dst, src);
@@ -618,7 +620,7 @@ export class ContextMachine {
   /** I2 or I2bis verified: verify the locators, then (re)build the context, R2. */
   private respondWithContext(m: I2Message | I2bisMessage, u: { peer: string; local: string; fork: number }, src: string, dst: string, reuseTag: number | undefined): void {
     const key = contextKey(locator(u.local, 'unverified'), locator(u.peer, 'unverified'), u.fork);
-    const old = this.table.byKey(key);
+    const old = this.table.byUlidPairKey(key);
     if (old?.origin === 'static') return this.reject('rejected-not-ours', { type: m.type, why: `ULID pair has static context ${old.id}` });
     // A context that works is only replaced from where its peer is known to be: otherwise
     // anyone who can get an R1 (or an R1bis) could take it over.

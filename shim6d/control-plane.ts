@@ -60,7 +60,6 @@ const NOTABLE = new Set<MachineEvent>(['established', 'no-support', 'update-acce
 export class ControlPlane {
   readonly machine: ContextMachine;
   readonly counters = new Map<MachineEvent, number>();
-  readonly sendErrors = { count: 0 };
   private readonly sender = new Shim6Sender();
   private readonly addresses: LocalAddressMonitor;
   private readonly timer: DeadlineTimer;
@@ -86,7 +85,6 @@ export class ControlPlane {
           try {
             this.sender.send(encodeControlMessage(message), from, to);
           } catch (e) {
-            this.sendErrors.count++;
             o.log.warn('cannot send a control message', { type: message.type, from, to, error: e instanceof Error ? e.message : String(e) });
           }
         },
@@ -94,7 +92,8 @@ export class ControlPlane {
           o.log.info('context established', { id: ctx.id, ulids: `${ctx.localUlid.text} → ${ctx.peerUlid.text}`, pair: `${ctx.current.local.text} → ${ctx.current.peer.text}`, peerLocators: ctx.peerLocators.map((l) => `${l.text}[${l.verification}]`).join(',') });
           // A context rebuilt by I2bis starts on the pair the recovery used, which is not always the ULIDs.
           if (isShimmed(ctx)) void o.addShimmedPair(ctx.localUlid.text, ctx.peerUlid.text).catch((e: unknown) => o.log.warn('could not add the rule of an established context', { id: ctx.id, error: String(e) }));
-          setImmediate(() => this.reap?.flush());
+          // One round for every context established before the next turn of the event loop.
+          this.reap?.flush();
         },
         peerLocatorsChanged: (ctx, currentPairBroken) => {
           o.log.info('peer locators changed', { id: ctx.id, locators: ctx.peerLocators.map((l) => l.text).join(','), currentPairBroken });
@@ -114,8 +113,8 @@ export class ControlPlane {
         now: Date.now,
         random32: () => randomBytes(4).readUInt32BE(0),
         timers: o.timers,
-        localLocators: () => this.addresses.addresses().map((a) => a.address),
-        lastActivity: (ctx) => Math.max(o.lastActivity(ctx), this.heuristic?.pair({ local: ctx.localUlid.text, peer: ctx.peerUlid.text })?.lastSeen ?? 0),
+        localLocators: () => this.localLocators(),
+        lastActivity: (ctx) => Math.max(o.lastActivity(ctx), this.heuristic?.lastSeen(ctx.localUlid.text, ctx.peerUlid.text) ?? 0),
         ...(o.reap ? { keepaliveTimeout: o.reap.keepaliveTimeout } : {}),
       },
     );
@@ -137,9 +136,12 @@ export class ControlPlane {
     this.addresses.on('removed', changed('removed'));
     // The locator in use went away: REAP explores now instead of waiting for a send timeout.
     this.addresses.on('removed', (a: { address: string }) => {
+      if (!this.reap) return;
+      const affected: ShimContext[] = [];
       for (const ctx of o.table.values()) {
-        if (ctx.state === 'ESTABLISHED' && ctx.current.local.text === a.address) this.reap?.explore(ctx, `local locator ${a.address} removed`);
+        if (ctx.state === 'ESTABLISHED' && ctx.current.local.text === a.address) affected.push(ctx);
       }
+      this.reap.explore(affected, `local locator ${a.address} removed`);
     });
     if (o.reap) {
       this.reap = new ReapLink({
@@ -230,10 +232,8 @@ export class ControlPlane {
           flows.endDump();
           flows.prune();
         }
-        if (heuristic) {
-          this.consider(heuristic.check());
-          heuristic.sweep();
-        }
+        // check() forgets the idle pairs (sweep) before it reconsiders the suppressed ones.
+        if (heuristic) this.consider(heuristic.check());
       } catch (e) {
         this.o.log.warn('conntrack poll failed', { error: e instanceof Error ? e.message : String(e) });
       }
@@ -274,7 +274,7 @@ export class ControlPlane {
    */
   receive(packet: Buffer, shimOffset: number): void {
     if (this.reap && isReapMessage(packet, shimOffset)) return this.reap.reapPacket(packet);
-    this.input(() => this.machine.receive(packet));
+    this.input(() => this.machine.receive(packet, shimOffset));
   }
 
   unknownContextTag(tag: number, packet: Buffer): void {

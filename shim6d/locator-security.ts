@@ -15,7 +15,7 @@
  *                                       from generateCga / generateHbaSet (and the key)
  *     .kind ('hba' | 'cga'), .sec, .ulid (the preferred ULID), .hbaSet, .parameters, .canSign
  *     .securedUlids()                   the addresses a peer can verify as our ULID
- *     .canProve(locator), .provableLocators(locators)
+ *     .provableLocators(locators)
  *     .verificationMethodFor(locator)   VerificationMethod.HBA / .CGA, or throws
  *     .locatorOptions(locators, generation, { includeParameters })
  *                                       Locator List (+ CGA Parameter Data Structure when
@@ -98,10 +98,17 @@ export class LocalIdentityError extends Error {
   }
 }
 
-function canonical(text: string, what: string): { octets: Buffer; text: string } {
+/** The octets and canonical text of an IPv6 address; undefined for anything else, a scoped address (`%zone`) included. */
+function parseAddress(text: string): { octets: Buffer; text: string } | undefined {
   const octets = text.includes('%') ? undefined : parseIPv6(text);
-  if (!octets) throw new LocalIdentityError('bad-locator', `${what} '${text}' is not an IPv6 address`, text);
-  return { octets, text: formatIPv6(octets) };
+  return octets ? { octets, text: formatIPv6(octets) } : undefined;
+}
+
+/** parseAddress(), or LocalIdentityError('bad-locator') naming `what`. */
+function canonical(text: string, what: string): { octets: Buffer; text: string } {
+  const a = parseAddress(text);
+  if (!a) throw new LocalIdentityError('bad-locator', `${what} '${text}' is not an IPv6 address`, text);
+  return a;
 }
 
 /**
@@ -234,28 +241,23 @@ export class LocalIdentity {
     return [this.ulid, ...this.addresses.filter((a) => a !== this.ulid)];
   }
 
-  /** True if `locator` is one we can prove (in the HBA set, or any address when we can sign). */
-  canProve(locator: string): boolean {
-    const a = locator.includes('%') ? undefined : parseIPv6(locator);
-    if (!a) return false;
-    return this.hbaMembers.has(formatIPv6(a)) || this.canSign;
-  }
-
   /** The locators we can prove, canonical text, in the given order (duplicates dropped). */
   provableLocators(locators: readonly string[]): string[] {
     const out: string[] = [];
     for (const l of locators) {
-      const a = l.includes('%') ? undefined : parseIPv6(l);
-      if (!a) continue;
-      const text = formatIPv6(a);
-      if ((this.hbaMembers.has(text) || this.canSign) && !out.includes(text)) out.push(text);
+      const text = parseAddress(l)?.text;
+      if (text !== undefined && (this.hbaMembers.has(text) || this.canSign) && !out.includes(text)) out.push(text);
     }
     return out;
   }
 
   /** HBA for members of our HBA set, CGA for anything else when we can sign; else throws. */
   verificationMethodFor(locator: string): number {
-    const { text } = canonical(locator, 'locator');
+    return this.methodOf(canonical(locator, 'locator').text);
+  }
+
+  /** verificationMethodFor a locator already in canonical text. */
+  private methodOf(text: string): number {
     if (this.hbaMembers.has(text)) return VerificationMethod.HBA;
     if (this.canSign) return VerificationMethod.CGA;
     throw new LocalIdentityError(
@@ -277,12 +279,15 @@ export class LocalIdentity {
       throw new RangeError(`locator list generation ${generation} does not fit 32 bits`);
     }
     if (locators.length > MAX_LOCATORS) throw new RangeError(`a Locator List holds at most ${MAX_LOCATORS} locators: ${locators.length}`);
-    const entries: LocatorEntry[] = locators.map((l) => ({ address: canonical(l, 'locator').text, verificationMethod: this.verificationMethodFor(l) }));
+    const entries: LocatorEntry[] = locators.map((l) => {
+      const { text } = canonical(l, 'locator');
+      return { address: text, verificationMethod: this.methodOf(text) };
+    });
     const out: Shim6Option[] = [{ kind: 'LocatorList', generation, locators: entries }];
     if (options.includeParameters) out.push({ kind: 'CgaParameterDataStructure', data: Buffer.from(this.encoded) });
     if (entries.some((e) => e.verificationMethod === VerificationMethod.CGA)) {
       const signedData = locatorListSignedData(generation, entries);
-      // Every address was parsed above; the key exists (verificationMethodFor gave CGA).
+      // Every address was parsed above; the key exists (methodOf gave CGA).
       if (!signedData || !this.privateKey) throw new Error('internal: CGA locators without signed data or key');
       out.push({ kind: 'CgaSignature', signature: signLocatorList(this.privateKey, signedData) });
     }
@@ -358,9 +363,9 @@ function methodName(m: number): 'hba' | 'cga' | undefined {
  */
 export function verifyPeerLocators(input: PeerLocatorInput): LocatorVerificationResult {
   const opts = input.options ?? {};
-  const ulid = input.peerUlid.includes('%') ? undefined : parseIPv6(input.peerUlid);
-  if (!ulid) return reject('ulid-not-secured', `the peer ULID '${input.peerUlid}' is not an IPv6 address`);
-  const ulidText = formatIPv6(ulid);
+  const peerUlid = parseAddress(input.peerUlid);
+  if (!peerUlid) return reject('ulid-not-secured', `the peer ULID '${input.peerUlid}' is not an IPv6 address`);
+  const { octets: ulid, text: ulidText } = peerUlid;
 
   // 1. Shape: addresses and methods, before any crypto.
   const entries: Array<{ octets: Buffer; address: string; method: 'hba' | 'cga'; isUlid: boolean }> = [];
@@ -467,8 +472,8 @@ export class HostLocatorSecurity {
 
   /** The identity whose parameters secure `localUlid`, if any. */
   identityFor(localUlid: string): LocalIdentity | undefined {
-    const a = localUlid.includes('%') ? undefined : parseIPv6(localUlid);
-    return a ? this.byUlid.get(formatIPv6(a)) : undefined;
+    const ulid = parseAddress(localUlid)?.text;
+    return ulid === undefined ? undefined : this.byUlid.get(ulid);
   }
 
   /** Every ULID some identity secures. */
@@ -493,9 +498,9 @@ export class HostLocatorSecurity {
     const id = this.identityFor(localUlid);
     if (id) return id.locatorOptions(locators, generation, { includeParameters });
     const { text: ulid } = canonical(localUlid, 'ULID');
-    const extra = locators.find((l) => canonical(l, 'locator').text !== ulid);
-    if (extra !== undefined) {
-      throw new LocalIdentityError('no-identity', `no HBA set or CGA secures the ULID ${ulid}: locator ${extra} cannot be announced`, canonical(extra, 'locator').text);
+    for (const l of locators) {
+      const { text } = canonical(l, 'locator');
+      if (text !== ulid) throw new LocalIdentityError('no-identity', `no HBA set or CGA secures the ULID ${ulid}: locator ${l} cannot be announced`, text);
     }
     return [];
   }

@@ -16,8 +16,9 @@ import { ErrorCode, IPPROTO_SHIM6, NO_NEXT_HEADER } from '../protocol/constants'
 import { encodeControlMessage, type ControlMessage, type I2bisMessage, type I2Message, type UpdateRequestMessage } from '../protocol/control-message';
 import { findOption, optionTotalLength, type Shim6Option } from '../protocol/options';
 import { contextKey, isShimmed, locator, resolvePair, type Locator, type ShimContext } from '../shim6d/context';
-import { ContextMachine, DEFAULT_TIMERS, newerGeneration } from '../shim6d/context-machine';
+import { ContextMachine, DEFAULT_TIMERS } from '../shim6d/context-machine';
 import { ContextTable } from '../shim6d/context-table';
+import { isNewerGeneration as newerGeneration } from '../shim6d/locator-security';
 import { ipv6Packet } from './support/packets';
 import { canon, FakeClock, FakeLocatorSecurity, parametersOf, scriptedRandom32, seededRandom32, SimWorld, tagScript, type SimHost, type WirePacket, type WorldOptions } from './support/shim6-network';
 
@@ -62,7 +63,7 @@ function establish(w: SimWorld, a: SimHost, b: SimHost, fork = 0): { ctxA: ShimC
   const ctxA = a.machine.start(A1, B1, fork);
   assert.ok(ctxA, 'start() gave a context');
   w.network.settle();
-  const ctxB = b.table.byKey(contextKey(locator(B1, 'unverified'), locator(A1, 'unverified'), fork));
+  const ctxB = b.table.byUlidPairKey(contextKey(locator(B1, 'unverified'), locator(A1, 'unverified'), fork));
   assert.ok(ctxB, 'B has the context');
   assert.equal(ctxA.state, 'ESTABLISHED');
   assert.equal(ctxB.state, 'ESTABLISHED');
@@ -127,7 +128,7 @@ function startForks(a: SimHost, n: number): ShimContext[] {
 
 /** B's context for A's fork. */
 function peerOf(b: SimHost, fork: number): ShimContext {
-  const ctx = b.table.byKey(contextKey(locator(B1, 'unverified'), locator(A1, 'unverified'), fork));
+  const ctx = b.table.byUlidPairKey(contextKey(locator(B1, 'unverified'), locator(A1, 'unverified'), fork));
   assert.ok(ctx, `B has fork ${fork}`);
   return ctx;
 }
@@ -1072,6 +1073,22 @@ describe('ContextMachine', () => {
       assert.deepEqual(a.eventsOf('error-received')[0], { from: canon(B1), code: 0, pointer: 42 });
     });
 
+    it('receive(packet, shimOffset) takes the Shim6 header where the caller found it, as its own walk would', () => {
+      // A Destination Options header (PadN) before the Shim6 header: the message starts at 48.
+      const plain = rawControlPacket(100, A1, B1);
+      const dstopts = Buffer.from([IPPROTO_SHIM6, 0, 1, 4, 0, 0, 0, 0]);
+      const packet = ipv6Packet({ source: A1, destination: B1, nextHeader: 60, payload: Buffer.concat([dstopts, plain.subarray(40)]) });
+      const errors: Array<Msg<'Error'>> = [];
+      for (const shimOffset of [undefined, 48]) {
+        const { w, b } = setup();
+        b.machine.receive(packet, shimOffset);
+        assert.equal(b.count('rejected-malformed'), 1);
+        errors.push(msg(w.network.queue.pop(), 'Error'));
+      }
+      assert.equal(errors[0]?.pointer, 48 + 2, 'the Type octet, counted from the IPv6 header');
+      assert.deepEqual(errors[1], errors[0]);
+    });
+
     it('an I1 with an unknown critical option → Error code 1 pointing at the option', () => {
       const { w, b } = setup();
       const unknown: Shim6Option = { kind: 'Unknown', optionType: 0x1234, critical: true, contents: Buffer.alloc(4, 0xaa) };
@@ -1254,13 +1271,13 @@ describe('ContextMachine', () => {
       assert.equal(fork.state, 'ESTABLISHED');
       assert.equal(a.table.size, 2);
       assert.equal(b.table.size, 2);
-      const forkB = b.table.byKey(contextKey(locator(B1, 'unverified'), locator(A1, 'unverified'), 7));
+      const forkB = b.table.byUlidPairKey(contextKey(locator(B1, 'unverified'), locator(A1, 'unverified'), 7));
       assert.ok(forkB);
       assert.equal(forkB.forkedInstanceId, 7);
       assertTagsMatch(fork, forkB);
       assert.notEqual(fork.localContextTag, base.ctxA.localContextTag);
       assert.notEqual(forkB.localContextTag, base.ctxB.localContextTag);
-      assert.equal(b.table.byKey(contextKey(locator(B1, 'unverified'), locator(A1, 'unverified'), 0)), base.ctxB, 'the default context is untouched');
+      assert.equal(b.table.byUlidPairKey(contextKey(locator(B1, 'unverified'), locator(A1, 'unverified'), 0)), base.ctxB, 'the default context is untouched');
       assert.equal(base.ctxA.state, 'ESTABLISHED');
       assertTagsMatch(base.ctxA, base.ctxB);
       assert.equal(a.machine.start(A1, B1, 7), undefined, 'one fork 7 per pair');
@@ -1277,7 +1294,7 @@ describe('ContextMachine', () => {
       assert.equal(c7.state, 'ESTABLISHED');
       assert.equal(b.table.size, 2);
       for (const ctx of [c0, c7]) {
-        const peer = b.table.byKey(contextKey(locator(B1, 'unverified'), locator(A1, 'unverified'), ctx.forkedInstanceId));
+        const peer = b.table.byUlidPairKey(contextKey(locator(B1, 'unverified'), locator(A1, 'unverified'), ctx.forkedInstanceId));
         assert.ok(peer);
         assertTagsMatch(ctx, peer);
       }
