@@ -33,23 +33,24 @@
  * and a large enough batch never completes (peers end in NO-SUPPORT hold-down). The notes give
  * the retransmissions and the queue drops of each measurement.
  *
- * Needs root; without it, it says so and returns. Runs dist/ as it is (`npm run build` first).
+ * Needs root; without it, it says so and returns. Runs dist/, built first if a source is newer
+ * (scripts/lib/shim6d.ts ensureBuilt).
  * Whatever happens, the daemons and the console drivers are stopped and the testbed destroyed.
  */
 import { spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
-import { defaultShim6Config, MAX_CONFIG_FILE_BYTES } from '../common/config';
+import { defaultShim6Config } from '../common/config';
 import { canonicalIPv6 } from '../protocol/address';
+import { ensureBuilt, runDirOf, Shim6dProcess } from '../scripts/lib/shim6d';
 import { Testbed, type Host } from '../scripts/lib/testbed';
 import { waitFor } from '../scripts/lib/wait';
-import { report, reportValues, type Measurement, type Value } from './harness';
+import { cpuSeconds, pause, report, reportValues, rssBytes, type Measurement, type Value } from './harness';
 
 export const title = 'shim6d control plane on the testbed: contexts established per second, memory per context';
 
 const ROOT = join(__dirname, '..');
-const BIN = join(ROOT, 'bin', 'shim6d');
 /** Extra addresses per host; the K × K grid gives the ULID pairs. */
 const K = 100;
 /** The context counts whose establishment rate is measured, each from an empty table. */
@@ -80,7 +81,6 @@ const CONSOLE_PORT = 19384;
 const REAP_LINK = 'reap' in defaultShim6Config().shim6d;
 
 const secondsBetween = (t0: bigint, t1: bigint): number => Number(t1 - t0) / 1e9;
-const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 const plural = (n: number): string => n.toLocaleString('en-US');
 
 function canon(address: string): string {
@@ -340,37 +340,21 @@ class ConsoleDriver {
   }
 }
 
-// -- shim6d, started from a file of our own --------------------------------------------------------
+// -- shim6d with a console driver -----------------------------------------------------------------
 
 /**
- * shim6d in a host of the testbed (dist/ as it is), with its run directory, a compact (one-line)
- * configuration file and a console driver in the same namespace.
+ * shim6d in a host of the testbed (Shim6dProcess), with a console driver in the same namespace
+ * and node's heap snapshot on SIGUSR2 (written to its run directory).
  */
 class Daemon {
-  private exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
-  private stderr = '';
-
   private constructor(
-    readonly host: Host,
-    readonly child: ChildProcess,
-    readonly runDir: string,
+    readonly proc: Shim6dProcess,
     readonly console: ConsoleDriver,
-  ) {
-    child.stderr?.setEncoding('utf8').on('data', (d: string) => (this.stderr = (this.stderr + d).slice(-16384)));
-    child.once('exit', (code, signal) => (this.exit = { code, signal }));
-  }
-
-  static runDirOf(tb: Testbed, host: Host): string {
-    return join('/tmp', `shim6-cpb-${tb.id}-${host}`);
-  }
+  ) {}
 
   static async start(tb: Testbed, host: Host, contexts: readonly Record<string, unknown>[] = []): Promise<Daemon> {
-    const runDir = Daemon.runDirOf(tb, host);
-    mkdirSync(runDir, { recursive: true, mode: 0o700 });
-    const doc = {
-      runDir,
+    const config = {
       shim6d: {
-        log: { level: 'info', file: join(runDir, 'shim6d.log'), stderr: true },
         console: { port: CONSOLE_PORT },
         heuristic: { enabled: false },
         ...(REAP_LINK ? { reap: { enabled: false } } : {}),
@@ -378,31 +362,19 @@ class Daemon {
         contexts,
       },
     };
-    const text = `${JSON.stringify(doc)}\n`;
-    if (Buffer.byteLength(text) > MAX_CONFIG_FILE_BYTES) throw new Error(`the configuration of ${contexts.length} contexts is ${Buffer.byteLength(text)} bytes, over ${MAX_CONFIG_FILE_BYTES}`);
-    const configFile = join(runDir, 'shim6.json');
-    writeFileSync(configFile, text);
-    const node = [`--heapsnapshot-signal=SIGUSR2`, `--diagnostic-dir=${runDir}`];
-    const child = tb.spawn(host, process.execPath, [...node, BIN, '--config', configFile], { stdio: ['ignore', 'ignore', 'pipe'] });
-    const d = new Daemon(host, child, runDir, ConsoleDriver.start(tb, host, CONSOLE_PORT));
-    try {
-      await waitFor(
-        async () => {
-          if (d.exit) throw new Error('exited');
-          return (await d.console.one('stats', 500)).text.startsWith('uptime');
-        },
-        { what: `shim6d in ${host} to answer on its console`, timeoutMs: 60_000, intervalMs: 100 },
-      );
-    } catch (e) {
-      await d.stop();
-      throw new Error(`shim6d in ${host} did not start${d.exit ? ` (exit ${String(d.exit.code ?? d.exit.signal)})` : ''}: ${e instanceof Error ? e.message : String(e)}; ${d.stderr.trim().split('\n').slice(-5).join(' | ')}`, { cause: e });
-    }
-    return d;
+    const nodeArgs = ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${runDirOf(tb, host)}`];
+    const proc = await Shim6dProcess.start(tb, host, config, { logLevel: 'info', timeoutMs: 60_000, nodeArgs });
+    return new Daemon(proc, ConsoleDriver.start(tb, host, CONSOLE_PORT));
+  }
+
+  get host(): Host {
+    return this.proc.host;
   }
 
   get pid(): number {
-    if (this.child.pid === undefined) throw new Error(`shim6d in ${this.host} has no pid`);
-    return this.child.pid;
+    const pid = this.proc.pid;
+    if (pid === undefined) throw new Error(`shim6d in ${this.host} has no pid`);
+    return pid;
   }
 
   async stats(): Promise<Stats> {
@@ -414,15 +386,16 @@ class Daemon {
    * after a full garbage collection (node --heapsnapshot-signal). The daemon is busy meanwhile.
    */
   async liveHeapBytes(): Promise<number> {
-    const snapshots = (): string[] => readdirSync(this.runDir).filter((f) => f.endsWith('.heapsnapshot'));
+    const runDir = this.proc.runDir;
+    const snapshots = (): string[] => readdirSync(runDir).filter((f) => f.endsWith('.heapsnapshot'));
     const before = new Set(snapshots());
-    this.child.kill('SIGUSR2');
+    this.proc.child.kill('SIGUSR2');
     let size = -1;
     const file = await waitFor(
       () => {
         const f = snapshots().find((x) => !before.has(x));
         if (f === undefined) return undefined;
-        const path = join(this.runDir, f);
+        const path = join(runDir, f);
         const now = statSync(path).size;
         const stable = now > 0 && now === size;
         size = now;
@@ -438,21 +411,17 @@ class Daemon {
   }
 
   log(): string {
-    const f = join(this.runDir, 'shim6d.log');
-    return existsSync(f) ? readFileSync(f, 'utf8') : '';
+    return this.proc.log();
   }
 
   /** SIGTERM (SIGKILL if that takes over 60 s); then the run directory goes. */
   async stop(): Promise<void> {
     this.console.close();
-    if (this.exit === undefined && this.child.exitCode === null && this.child.signalCode === null) {
-      const gone = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
-      this.child.kill('SIGTERM');
-      const late = setTimeout(() => this.child.kill('SIGKILL'), 60_000);
-      await gone;
-      clearTimeout(late);
+    try {
+      await this.proc.stop(20_000, { killAfterMs: 60_000 });
+    } finally {
+      this.proc.cleanup();
     }
-    rmSync(this.runDir, { recursive: true, force: true });
   }
 }
 
@@ -528,24 +497,8 @@ function liveHeapBytes(text: string): number {
   return sum;
 }
 
-/** Resident set size of a process, in bytes. */
-function rssBytes(pid: number): number {
-  const kb = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
-  if (kb === undefined) throw new Error(`no VmRSS for pid ${pid}`);
-  return Number(kb) * 1024;
-}
-
 /** The 1-minute load average: other work on the machine competes with the daemons for the CPUs. */
 const loadAverage = (): string => loadavg()[0]?.toFixed(2) ?? '?';
-
-const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100;
-
-/** CPU time (user + system) a process has used, in seconds. */
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) / CLOCK_TICKS;
-}
 
 /** Packets NFQUEUE `queue` dropped in host's namespace: [queue_dropped (queue full), user_dropped (netlink socket buffer full)]. */
 async function queueDrops(tb: Testbed, host: Host, queue: number): Promise<[number, number]> {
@@ -770,6 +723,7 @@ export async function run(): Promise<void> {
     console.log('\n(skipped: needs root (network namespaces, ip6tables, NFQUEUE))');
     return;
   }
+  ensureBuilt(); // before the pure baseline, which runs dist/ too
   const started = process.hrtime.bigint();
   const load0 = loadAverage();
   let tb: Testbed | undefined;
@@ -939,6 +893,6 @@ export async function run(): Promise<void> {
     await stopAll(daemons);
     await tb?.destroy();
     // A daemon that failed to start leaves its run directory; destroy() has killed it.
-    if (tb) for (const host of ['a', 'b'] as const) rmSync(Daemon.runDirOf(tb, host), { recursive: true, force: true });
+    if (tb) for (const host of ['a', 'b'] as const) rmSync(runDirOf(tb, host), { recursive: true, force: true });
   }
 }

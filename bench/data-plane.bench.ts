@@ -8,15 +8,12 @@
  * Needs root (namespaces, ip6tables, NFQUEUE) and iperf3; without them it says so and returns.
  * Whatever happens, the daemons are stopped and the testbed destroyed.
  */
-import { defaultShim6Config } from '../common/config';
 import { spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { MAX_CONFIG_FILE_BYTES } from '../common/config';
-import { CONSOLE_CLIENT, Shim6dProcess, testbedContexts } from '../scripts/lib/shim6d';
+import { rmSync } from 'node:fs';
+import { runDirOf, Shim6dProcess, testbedContexts } from '../scripts/lib/shim6d';
 import { Testbed, type Host } from '../scripts/lib/testbed';
 import { waitFor } from '../scripts/lib/wait';
-import { reportValues } from './harness';
+import { cpuSeconds, reportValues, rssBytes } from './harness';
 
 export const title = 'shim6d data plane on the testbed: iperf3 through NFQUEUE, 1 vs 5,000 contexts';
 
@@ -27,9 +24,6 @@ const IPERF_PORT = 5201;
 const EXTRA_CONTEXTS = 4999;
 const TAG_A = 0x0a0a0a0a01;
 const TAG_B = 0x0b0b0b0b01;
-/** The console port shim6d listens on by default. */
-const CONSOLE_PORT = defaultShim6Config().shim6d.console.port;
-const BIN = join(__dirname, '..', 'bin', 'shim6d');
 
 // -- iperf3 ---------------------------------------------------------------------------------------
 
@@ -88,115 +82,23 @@ const udpNote = (u: UdpResult): string => `sent ${(u.sentPerSecond / 1e3).toFixe
 
 // -- shim6d, started and asked directly ----------------------------------------------------------
 
-
-// Asks 'stats' every intervalMs until the console answers; exits 0 then.
-const CONSOLE_WAIT = `
-const dgram = require('node:dgram');
-const [port, intervalMs] = process.argv.slice(1);
-const s = dgram.createSocket('udp4');
-s.on('message', (m) => { if (m.toString().startsWith('uptime')) process.exit(0); });
-s.on('error', () => undefined);
-const ask = () => s.send('stats', Number(port), '127.0.0.1', () => undefined);
-ask();
-setInterval(ask, Number(intervalMs));
-`;
-
 /**
- * shim6d started from a compact (one-line) configuration file. Shim6dProcess.start writes its
- * file indented, and 5,000 contexts indented are about 1.4 MB: over the 1 MiB the daemon reads
- * (MAX_CONFIG_FILE_BYTES); on one line they are about 0.85 MB.
+ * shim6d with these static contexts (the first Shim6dProcess.start of the run has built dist/),
+ * its console asked every 20 ms until it answers: startSeconds (spawn to the first console
+ * reply) is known to about that. 5,000 contexts take about 0.85 MB of the 1 MiB configuration
+ * file (writeHostConfig writes it on one line).
  */
-class Daemon {
-  private exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
-  private stderr = '';
-  /** From the spawn to the first console reply. */
-  startSeconds = NaN;
-
-  private constructor(
-    readonly tb: Testbed,
-    readonly host: Host,
-    readonly child: ChildProcess,
-    readonly runDir: string,
-  ) {
-    child.stderr?.setEncoding('utf8').on('data', (d: string) => (this.stderr = (this.stderr + d).slice(-65536)));
-    child.once('exit', (code, signal) => (this.exit = { code, signal }));
-  }
-
-  get pid(): number {
-    if (this.child.pid === undefined) throw new Error(`shim6d in ${this.host} has no pid`);
-    return this.child.pid;
-  }
-
-  private lastLines(n: number): string {
-    return this.stderr.trim().split('\n').slice(-n).join('\n');
-  }
-
-  /** Runs dist/ as it is: the first Shim6dProcess.start of the run has built it (ensureBuilt). */
-  static async start(tb: Testbed, host: Host, contexts: readonly Record<string, unknown>[], options: { pathMtu?: number; timeoutMs?: number } = {}): Promise<Daemon> {
-    const timeoutMs = options.timeoutMs ?? 180_000;
-    const runDir = Shim6dProcess.runDirOf(tb, host);
-    mkdirSync(runDir, { recursive: true, mode: 0o700 });
-    const doc = {
-      runDir,
-      shim6d: {
-        log: { level: 'info', file: join(runDir, 'shim6d.log'), stderr: true },
-        console: { port: CONSOLE_PORT },
-        ...(options.pathMtu === undefined ? {} : { dataPlane: { pathMtu: options.pathMtu } }),
-        contexts,
-      },
-    };
-    const text = `${JSON.stringify(doc)}\n`;
-    const size = Buffer.byteLength(text);
-    if (size > MAX_CONFIG_FILE_BYTES) throw new Error(`the configuration of ${contexts.length} contexts is ${size} bytes, over ${MAX_CONFIG_FILE_BYTES}`);
-    const configFile = join(runDir, 'shim6.json');
-    writeFileSync(configFile, text);
-    const poller = tb.spawn(host, process.execPath, ['-e', CONSOLE_WAIT, String(CONSOLE_PORT), '20'], { stdio: 'ignore' });
-    const polled = new Promise<void>((resolve) => poller.once('exit', () => resolve()));
-    const t0 = process.hrtime.bigint();
-    const d = new Daemon(tb, host, tb.spawn(host, process.execPath, [BIN, '--config', configFile], { stdio: ['ignore', 'ignore', 'pipe'] }), runDir);
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      await Promise.race([
-        polled,
-        new Promise<never>((_, reject) => d.child.once('exit', (code, signal) => reject(new Error(`shim6d in ${host} exited (${String(code ?? signal)}): ${d.lastLines(5)}`)))),
-        new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`shim6d in ${host}: no console reply within ${timeoutMs} ms`)), timeoutMs))),
-      ]);
-      d.startSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
-      if (d.exit) throw new Error(`shim6d in ${host} exited (${String(d.exit.code ?? d.exit.signal)}): ${d.lastLines(5)}`);
-    } catch (e) {
-      poller.kill('SIGKILL');
-      await d.stop();
-      throw e;
-    } finally {
-      clearTimeout(timer);
-    }
-    return d;
-  }
-
-  async console(command: string): Promise<string> {
-    const r = await this.tb.exec(this.host, [process.execPath, '-e', CONSOLE_CLIENT, String(CONSOLE_PORT), '5000', command], { check: false, timeoutMs: 15_000 });
-    if (r.code !== 0) throw new Error(`no console reply from shim6d in ${this.host} to '${command}'${this.exit ? ' (it exited)' : ''}: ${this.lastLines(3)}`);
-    return r.stdout;
-  }
-
-  /** SIGTERM (SIGKILL if that takes over 60 s), then the run directory goes. */
-  async stop(): Promise<void> {
-    if (this.child.exitCode === null && this.child.signalCode === null) {
-      const gone = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
-      this.child.kill('SIGTERM');
-      const late = setTimeout(() => this.child.kill('SIGKILL'), 60_000);
-      await gone;
-      clearTimeout(late);
-    }
-    rmSync(this.runDir, { recursive: true, force: true });
-  }
+function startShim6d(tb: Testbed, host: Host, contexts: readonly Record<string, unknown>[], options: { pathMtu?: number } = {}): Promise<Shim6dProcess> {
+  const dataPlane = options.pathMtu === undefined ? {} : { dataPlane: { pathMtu: options.pathMtu } };
+  return Shim6dProcess.start(tb, host, { shim6d: { ...dataPlane, contexts } }, { logLevel: 'info', timeoutMs: 180_000, readyPollMs: 20 });
 }
 
-/** Resident set size of a process, in bytes. */
-function rssBytes(pid: number): number {
-  const kb = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
-  if (kb === undefined) throw new Error(`no VmRSS for pid ${pid}`);
-  return Number(kb) * 1024;
+/** Stops each daemon (SIGTERM; SIGKILL if that takes over 60 s) and removes its run directory. */
+async function stopAll(daemons: Shim6dProcess[]): Promise<void> {
+  for (const d of daemons.splice(0)) {
+    await d.stop(20_000, { killAfterMs: 60_000 }).catch((e: unknown) => console.error(`stopping shim6d in ${d.host}: ${String(e)}`));
+    d.cleanup();
+  }
 }
 
 interface Stats {
@@ -216,21 +118,7 @@ function parseStats(text: string): Stats {
   };
 }
 
-interface Console {
-  readonly pid: number | undefined;
-  console(command: string): Promise<string>;
-}
-const stats = async (d: Console): Promise<Stats> => parseStats(await d.console('stats'));
-
-const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100;
-
-/** CPU time (user + system) a process has used, in seconds. */
-function cpuSeconds(pid: number | undefined): number {
-  if (pid === undefined) return NaN;
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // f[0] is field 3 (state)
-  return (Number(f[11]) + Number(f[12])) / CLOCK_TICKS;
-}
+const stats = async (d: Shim6dProcess): Promise<Stats> => parseStats(await d.console('stats'));
 
 interface Shimmed<T> {
   value: T;
@@ -239,7 +127,7 @@ interface Shimmed<T> {
 }
 
 /** Runs fn and checks that A shimmed and B deshimmed (at least) `least` packets meanwhile. */
-async function throughShim<T>(a: Console, b: Console, least: number, fn: () => Promise<T>): Promise<Shimmed<T>> {
+async function throughShim<T>(a: Shim6dProcess, b: Shim6dProcess, least: number, fn: () => Promise<T>): Promise<Shimmed<T>> {
   const [a0, b0] = [await stats(a), await stats(b)];
   const [ca, cb, t0] = [cpuSeconds(a.pid), cpuSeconds(b.pid), process.hrtime.bigint()];
   const value = await fn();
@@ -306,8 +194,7 @@ export async function run(): Promise<void> {
     return;
   }
   let tb: Testbed | undefined;
-  const procs: Shim6dProcess[] = [];
-  const daemons: Daemon[] = [];
+  const daemons: Shim6dProcess[] = [];
   let server: ChildProcess | undefined;
   try {
     tb = await Testbed.create();
@@ -318,9 +205,9 @@ export async function run(): Promise<void> {
 
     const ctx = testbedContexts(tb, { a: TAG_A, b: TAG_B });
     const a = await Shim6dProcess.start(tb, 'a', { shim6d: { contexts: [ctx.a] } }, { logLevel: 'info' });
-    procs.push(a);
+    daemons.push(a);
     const b = await Shim6dProcess.start(tb, 'b', { shim6d: { contexts: [ctx.b] } }, { logLevel: 'info' });
-    procs.push(b);
+    daemons.push(b);
 
     server = tb.spawn('b', 'iperf3', ['-s', '-B', b1, '-p', String(IPERF_PORT)], { stdio: 'ignore' });
     await waitFor(async () => (await bed.exec('b', ['ss', '-Hltn', `sport = :${IPERF_PORT}`])).stdout.trim() !== '', { what: 'iperf3 to listen in B' });
@@ -346,27 +233,22 @@ export async function run(): Promise<void> {
     ]);
 
     // 3: start-up and memory with 1 and with 5,000 contexts, each a fresh start.
-    for (const p of procs.splice(0)) {
-      await p.stop();
-      p.cleanup();
-    }
+    await stopAll(daemons);
     const one = manyContexts(tb, 0);
-    const oneA = await Daemon.start(tb, 'a', one.a);
+    const oneA = await startShim6d(tb, 'a', one.a);
     daemons.push(oneA);
     const oneRss = rssBytes(oneA.pid);
-    await oneA.stop();
-    daemons.splice(0);
+    await stopAll(daemons);
 
     const many = manyContexts(tb, EXTRA_CONTEXTS);
     // The same with a fixed path MTU: no lookup per shimmed pair (one command run each).
-    const fixedA = await Daemon.start(tb, 'a', many.a, { pathMtu: 1500 });
+    const fixedA = await startShim6d(tb, 'a', many.a, { pathMtu: 1500 });
     daemons.push(fixedA);
-    await fixedA.stop();
-    daemons.splice(0);
-    const manyA = await Daemon.start(tb, 'a', many.a);
+    await stopAll(daemons);
+    const manyA = await startShim6d(tb, 'a', many.a);
     daemons.push(manyA);
     const manyRss = rssBytes(manyA.pid);
-    const manyB = await Daemon.start(tb, 'b', many.b);
+    const manyB = await startShim6d(tb, 'b', many.b);
     daemons.push(manyB);
     const installed = await stats(manyA);
     await manyA.console(`shim 1 ${a2} ${b2}`);
@@ -408,13 +290,9 @@ export async function run(): Promise<void> {
     ]);
   } finally {
     if (server && server.exitCode === null && server.signalCode === null) server.kill('SIGTERM');
-    for (const d of daemons) await d.stop().catch((e: unknown) => console.error(`stopping shim6d in ${d.host}: ${String(e)}`));
-    for (const p of procs) {
-      await p.stop().catch(() => p.kill());
-      p.cleanup();
-    }
+    await stopAll(daemons);
     await tb?.destroy();
     // A daemon that failed to start leaves its run directory; destroy() has killed it.
-    if (tb) for (const host of ['a', 'b'] as const) rmSync(Shim6dProcess.runDirOf(tb, host), { recursive: true, force: true });
+    if (tb) for (const host of ['a', 'b'] as const) rmSync(runDirOf(tb, host), { recursive: true, force: true });
   }
 }

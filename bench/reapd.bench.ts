@@ -37,7 +37,7 @@
  * each part there before they are removed.
  */
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { defaultShim6Config } from '../common/config';
@@ -46,7 +46,7 @@ import { CounterStream } from '../scripts/lib/counter-stream';
 import { hbaIdentity, ReapdProcess, runDirOf, Shim6dProcess, type ConfigDocument, type DumpContext, type HbaIdentity } from '../scripts/lib/shim6d';
 import { Testbed, type PathId } from '../scripts/lib/testbed';
 import { waitFor } from '../scripts/lib/wait';
-import { formatValue, reportValues } from './harness';
+import { cpuSeconds as cpuSecondsOf, formatValue, pause, reportValues, rssBytes as rssBytesOf } from './harness';
 
 export const title = 'reapd on the testbed: failover time under a TCP stream, idle cost of 1,000 quiet contexts';
 
@@ -84,7 +84,6 @@ const IDLE_CONTEXTS = 1000;
 const ONE_WAY_PORT = 9999;
 const ONE_WAY_SETTLE_MS = 15_000;
 
-const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 const median = (xs: readonly number[]): number => {
   const s = [...xs].sort((x, y) => x - y);
   const m = Math.floor(s.length / 2);
@@ -93,51 +92,24 @@ const median = (xs: readonly number[]): number => {
 const max = (xs: readonly number[]): number => (xs.length === 0 ? NaN : Math.max(...xs));
 const secs = (ms: number | undefined): string => (ms === undefined || !Number.isFinite(ms) ? '-' : `${(ms / 1000).toFixed(2)} s`);
 
-// -- a harness-style report for values the harness has no unit for (CPU %, small rates) --------
-
-interface Row {
-  name: string;
-  value: number;
-  text: string;
-  note?: string;
-}
-
-/** As harness.ts reportValues(): the first row is the baseline, ratios when it is not zero. */
-function reportRows(heading: string, rows: Row[]): void {
-  const base = rows[0]?.value;
-  console.log(`\n## ${heading}`);
-  for (const r of rows) {
-    const ratio = base !== undefined && base !== 0 && Number.isFinite(base) && Number.isFinite(r.value) ? `x${(r.value / base).toFixed(3)} of baseline` : ''.padEnd(18);
-    console.log(`${r.name.padEnd(58)} ${r.text.padStart(17)}   ${ratio}${r.note ? `   (${r.note})` : ''}`.trimEnd());
-  }
-}
-
 // -- processes ------------------------------------------------------------------------------------
 
-const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100;
-
-/** CPU time (user + system) a process has used, in seconds. */
-function cpuSeconds(pid: number | undefined): number {
-  if (pid === undefined) return NaN;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // f[0] is field 3 (state)
-    return (Number(f[11]) + Number(f[12])) / CLOCK_TICKS;
-  } catch {
-    return NaN;
-  }
+/** harness.ts's reading of a process, NaN when it cannot be read (the process has gone). */
+function orNaN(read: (pid: number | undefined) => number): (pid: number | undefined) => number {
+  return (pid) => {
+    try {
+      return read(pid);
+    } catch {
+      return NaN;
+    }
+  };
 }
 
-/** Resident set size of a process, in bytes. */
-function rssBytes(pid: number | undefined): number {
-  if (pid === undefined) return NaN;
-  try {
-    const kb = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
-    return kb === undefined ? NaN : Number(kb) * 1024;
-  } catch {
-    return NaN;
-  }
-}
+/** CPU time (user + system) a process has used, in seconds; NaN if unknown. */
+const cpuSeconds = orNaN(cpuSecondsOf);
+
+/** Resident set size of a process, in bytes; NaN if unknown. */
+const rssBytes = orNaN(rssBytesOf);
 
 interface Daemons {
   reapd: Partial<Record<Side, ReapdProcess>>;
@@ -674,22 +646,23 @@ function reportIdle(w: Window[], counted: Record<Side, CounterName[]>, startSeco
   const split = (x: Window, k: string): string => `A ${x.count.a[k] ?? '-'}, B ${x.count.b[k] ?? '-'} in ${x.seconds.toFixed(1)} s`;
   const typed = counted.a.includes('bench-keepalive') && counted.b.includes('bench-keepalive');
   const rate = (v: number): string => `${v.toFixed(2)} packets/s`;
-  reportRows(`Idle: REAP messages sent by A and B, ${windows} (ip6tables OUTPUT counters, protocol 140)`, [
+  reportValues(`Idle: REAP messages sent by A and B, ${windows} (ip6tables OUTPUT counters, protocol 140)`, [
     ...w.map((x) => ({
       name: `${x.label}: Keepalives + Probes`,
       value: sum(x, 'bench-shim6'),
+      unit: 'packets/s' as const,
       text: rate(sum(x, 'bench-shim6')),
       note: `${split(x, 'bench-shim6')}${typed ? `; Keepalives ${split(x, 'bench-keepalive')}; Probes ${split(x, 'bench-probe')}` : ''}`,
     })),
   ]);
-  reportRows(`Idle: every IPv6 packet sent by A and B (Ip6OutRequests), ${windows}`, [
-    ...w.map((x) => ({ name: x.label, value: sum(x, 'Ip6OutRequests'), text: rate(sum(x, 'Ip6OutRequests')), note: split(x, 'Ip6OutRequests') })),
+  reportValues(`Idle: every IPv6 packet sent by A and B (Ip6OutRequests), ${windows}`, [
+    ...w.map((x) => ({ name: x.label, value: sum(x, 'Ip6OutRequests'), unit: 'packets/s' as const, text: rate(sum(x, 'Ip6OutRequests')), note: split(x, 'Ip6OutRequests') })),
   ]);
   for (const p of ['reapd', 'shim6d'] as const) {
-    reportRows(`Idle: ${p} CPU, % of one core (utime + stime, mean of A and B), ${windows}`, [
+    reportValues(`Idle: ${p} CPU, % of one core (utime + stime, mean of A and B), ${windows}`, [
       ...w.map((x) => {
         const v = (x.cpu.a[p] + x.cpu.b[p]) / 2;
-        return { name: x.label, value: v, text: `${v.toFixed(2)} %`, note: `A ${x.cpu.a[p].toFixed(2)} %, B ${x.cpu.b[p].toFixed(2)} %` };
+        return { name: x.label, value: v, unit: '%' as const, note: `A ${x.cpu.a[p].toFixed(2)} %, B ${x.cpu.b[p].toFixed(2)} %` };
       }),
     ]);
   }

@@ -10,11 +10,13 @@
  *   await d.console('shim 1 2001:db8:a2::a 2001:db8:b2::b');
  *   const dump = await d.dumpJson();
  *   await d.stop();             // SIGTERM; resolves with the exit status
+ *
+ *   await consoleCommand(tb, 'a', 'stats');   // any host's console, without a Shim6dProcess
  */
 import { spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readdirSync, rmSync, statSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { defaultShim6Config } from '../../common/config';
+import { defaultShim6Config, MAX_CONFIG_FILE_BYTES } from '../../common/config';
 import { formatIPv6, parseIPv6 } from '../../protocol/address';
 import type { Host, Testbed } from './testbed';
 import { waitFor } from './wait';
@@ -43,7 +45,7 @@ export function ensureBuilt(): void {
 }
 
 /** A Node program: one UDP datagram to the console (argv: port, timeoutMs, command), its reply on stdout; exit 1 after the timeout. */
-export const CONSOLE_CLIENT = `
+const CONSOLE_CLIENT = `
 const dgram = require('node:dgram');
 const [port, timeoutMs, command] = process.argv.slice(1);
 const s = dgram.createSocket('udp4');
@@ -53,16 +55,57 @@ s.send(command, Number(port), '127.0.0.1');
 setTimeout(() => process.exit(1), Number(timeoutMs));
 `;
 
+/** shim6d's console port when the configuration names none. */
+const DEFAULT_CONSOLE_PORT = defaultShim6Config().shim6d.console.port;
+
+/**
+ * One command to the shim6d console of `host` (127.0.0.1 inside its namespace), by
+ * CONSOLE_CLIENT: its reply, or undefined if none comes within timeoutMs (default 5 s). The port
+ * defaults to the configuration's default.
+ */
+export async function consoleCommand(tb: Testbed, host: Host, command: string, options: { port?: number; timeoutMs?: number } = {}): Promise<string | undefined> {
+  const timeoutMs = options.timeoutMs ?? 5000;
+  const r = await tb.exec(host, [process.execPath, '-e', CONSOLE_CLIENT, String(options.port ?? DEFAULT_CONSOLE_PORT), String(timeoutMs), command], {
+    check: false,
+    timeoutMs: timeoutMs + 10_000,
+  });
+  return r.code === 0 ? r.stdout : undefined;
+}
+
+/**
+ * A Node program: asks the console (argv: port, intervalMs) `stats` every intervalMs from one
+ * socket; exits 0 at the first reply that starts with 'uptime'.
+ */
+const CONSOLE_WAIT = `
+const dgram = require('node:dgram');
+const [port, intervalMs] = process.argv.slice(1);
+const s = dgram.createSocket('udp4');
+s.on('message', (m) => { if (m.toString().startsWith('uptime')) process.exit(0); });
+s.on('error', () => undefined);
+const ask = () => s.send('stats', Number(port), '127.0.0.1', () => undefined);
+ask();
+setInterval(ask, Number(intervalMs));
+`;
+
 export interface StartOptions {
   /** Wait this long for the daemon to be ready (default 20 s). */
   timeoutMs?: number;
   /** Log level (default debug: the log is kept in the run directory). */
   logLevel?: string;
+  /** Options for node itself, before bin/NAME (e.g. --heapsnapshot-signal=SIGUSR2). */
+  nodeArgs?: readonly string[];
+  /** shim6d: how often its console is asked `stats` until it answers (default 100 ms). */
+  readyPollMs?: number;
 }
 
 export type ConfigDocument = Record<string, unknown> & { shim6d?: Record<string, unknown>; reapd?: Record<string, unknown> };
 
 export type DaemonName = 'shim6d' | 'reapd';
+
+export interface ExitStatus {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
 
 /** The run directory used for host (its config, pid files, IPC socket and logs live there). */
 export function runDirOf(tb: Testbed, host: Host): string {
@@ -71,26 +114,39 @@ export function runDirOf(tb: Testbed, host: Host): string {
 
 /**
  * Writes the host's one configuration file (both daemons read it): runDir and each daemon's
- * log file filled in unless given. Returns its path.
+ * log file filled in unless given. Compact JSON on one line, so that thousands of static
+ * contexts fit; throws if it is still larger than the daemons read (MAX_CONFIG_FILE_BYTES).
+ * Returns its path.
  */
 export function writeHostConfig(tb: Testbed, host: Host, config: ConfigDocument, logLevel = 'debug'): string {
   const runDir = runDirOf(tb, host);
-  mkdirSync(runDir, { recursive: true, mode: 0o700 });
   const doc = {
     runDir,
     ...config,
     shim6d: { log: { level: logLevel, file: join(runDir, 'shim6d.log'), stderr: true }, ...(config.shim6d ?? {}) },
     reapd: { log: { level: logLevel, file: join(runDir, 'reapd.log'), stderr: true }, ...(config.reapd ?? {}) },
   };
+  const text = `${JSON.stringify(doc)}\n`;
+  const size = Buffer.byteLength(text);
+  if (size > MAX_CONFIG_FILE_BYTES) {
+    const contexts = config.shim6d?.['contexts'];
+    const count = Array.isArray(contexts) ? ` (${contexts.length} static contexts)` : '';
+    throw new RangeError(`the configuration of ${host}${count} is ${size} bytes, over the ${MAX_CONFIG_FILE_BYTES} the daemons read (MAX_CONFIG_FILE_BYTES)`);
+  }
+  mkdirSync(runDir, { recursive: true, mode: 0o700 });
   const configFile = join(runDir, 'shim6.json');
-  writeFileSync(configFile, `${JSON.stringify(doc, null, 2)}\n`);
+  writeFileSync(configFile, text);
   return configFile;
 }
 
 /** One daemon process in a testbed host, started as a user would: bin/NAME --config FILE. */
 export class DaemonProcess {
-  private exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  private exit: ExitStatus | undefined;
+  /** Resolves when the process exits. */
+  private readonly exited: Promise<ExitStatus>;
   stderr = '';
+  /** From the spawn to ready (set by start()). */
+  startSeconds = NaN;
 
   protected constructor(
     readonly name: DaemonName,
@@ -100,34 +156,68 @@ export class DaemonProcess {
     readonly runDir: string,
     readonly configFile: string,
     readonly logFile: string,
+    /** process.hrtime.bigint() just before the spawn. */
+    private readonly spawnedAt: bigint,
   ) {
     child.stderr?.setEncoding('utf8').on('data', (d: string) => {
       this.stderr = (this.stderr + d).slice(-65536);
     });
-    child.once('exit', (code, signal) => (this.exit = { code, signal }));
+    this.exited = new Promise((resolve) =>
+      child.once('exit', (code, signal) => {
+        this.exit = { code, signal };
+        resolve(this.exit);
+      }),
+    );
   }
 
-  protected static spawnDaemon(name: DaemonName, tb: Testbed, host: Host, config: ConfigDocument, options: StartOptions): { child: ChildProcess; runDir: string; configFile: string; logFile: string } {
+  protected static spawnDaemon(name: DaemonName, tb: Testbed, host: Host, config: ConfigDocument, options: StartOptions): Spawned {
     ensureBuilt();
     const configFile = writeHostConfig(tb, host, config, options.logLevel);
     const runDir = runDirOf(tb, host);
-    const child = tb.spawn(host, process.execPath, [join(ROOT, 'bin', name), '--config', configFile], { stdio: ['ignore', 'ignore', 'pipe'] });
-    return { child, runDir, configFile, logFile: join(runDir, `${name}.log`) };
+    const spawnedAt = process.hrtime.bigint();
+    const child = tb.spawn(host, process.execPath, [...(options.nodeArgs ?? []), join(ROOT, 'bin', name), '--config', configFile], { stdio: ['ignore', 'ignore', 'pipe'] });
+    return { child, runDir, configFile, logFile: join(runDir, `${name}.log`), spawnedAt };
+  }
+
+  /** Records startSeconds: now, less the spawn. */
+  protected ready(): void {
+    this.startSeconds = Number(process.hrtime.bigint() - this.spawnedAt) / 1e9;
+  }
+
+  private exitedError(): Error {
+    return new Error(`${this.name} in ${this.host} exited (${String(this.exit?.code ?? this.exit?.signal)}): ${this.stderr.trim()}`);
   }
 
   /** Polls `ready` until it holds; rejects with the daemon's stderr if it exits first. */
   protected async waitUntil(ready: () => Promise<boolean> | boolean, what: string, timeoutMs: number): Promise<void> {
-    const exited = (): Error => new Error(`${this.name} in ${this.host} exited (${String(this.exit?.code ?? this.exit?.signal)}): ${this.stderr.trim()}`);
     await waitFor(
       async () => {
-        if (this.exit) throw exited();
+        if (this.exit) throw this.exitedError();
         return ready();
       },
       { what: `${this.name} in ${this.host} ${what}`, timeoutMs, intervalMs: 100 },
     ).catch((e: unknown) => {
-      if (this.exit) throw exited();
+      if (this.exit) throw this.exitedError();
       throw e;
     });
+  }
+
+  /**
+   * Waits for `event` to resolve; rejects with the daemon's stderr if it exits first, or after
+   * timeoutMs.
+   */
+  protected async waitEvent<T>(event: Promise<T>, what: string, timeoutMs: number): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${this.name} in ${this.host} ${what}`)), timeoutMs);
+    });
+    try {
+      const value = await Promise.race([event, this.exited.then(() => Promise.reject(this.exitedError())), timeout]);
+      if (this.exit) throw this.exitedError();
+      return value;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   get pid(): number | undefined {
@@ -139,15 +229,27 @@ export class DaemonProcess {
   }
 
   /** Waits for the process to exit; resolves with its status. */
-  async waitExit(timeoutMs = 20_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  async waitExit(timeoutMs = 20_000): Promise<ExitStatus> {
     return waitFor(() => this.exit, { what: `${this.name} in ${this.host} to exit`, timeoutMs, intervalMs: 20 });
   }
 
-  /** SIGTERM, then waits for the exit. */
-  async stop(timeoutMs = 20_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  /**
+   * SIGTERM, then waits for the exit (timeoutMs). With killAfterMs, SIGKILL if it is still
+   * running that long after the SIGTERM (then timeoutMs more for the exit).
+   */
+  async stop(timeoutMs = 20_000, options: { killAfterMs?: number } = {}): Promise<ExitStatus> {
     if (this.exit) return this.exit;
     this.child.kill('SIGTERM');
-    return this.waitExit(timeoutMs);
+    const { killAfterMs } = options;
+    if (killAfterMs === undefined) return this.waitExit(timeoutMs);
+    const late = setTimeout(() => {
+      if (this.running) this.child.kill('SIGKILL');
+    }, killAfterMs);
+    try {
+      return await this.waitExit(killAfterMs + timeoutMs);
+    } finally {
+      clearTimeout(late);
+    }
   }
 
   /** SIGKILL: no clean-up at all, as in a crash. */
@@ -167,6 +269,14 @@ export class DaemonProcess {
   }
 }
 
+interface Spawned {
+  child: ChildProcess;
+  runDir: string;
+  configFile: string;
+  logFile: string;
+  spawnedAt: bigint;
+}
+
 /** A Node program: exits 0 if the Unix socket argv[1] accepts a connection within 1 s. */
 const SOCKET_PROBE = `
 const s = require('node:net').connect(process.argv[1]);
@@ -179,9 +289,10 @@ setTimeout(() => process.exit(1), 1000);
 export class ReapdProcess extends DaemonProcess {
   static async start(tb: Testbed, host: Host, config: ConfigDocument, options: StartOptions = {}): Promise<ReapdProcess> {
     const s = DaemonProcess.spawnDaemon('reapd', tb, host, config, options);
-    const d = new ReapdProcess('reapd', tb, host, s.child, s.runDir, s.configFile, s.logFile);
+    const d = new ReapdProcess('reapd', tb, host, s.child, s.runDir, s.configFile, s.logFile, s.spawnedAt);
     const socket = typeof config['ipcSocket'] === 'string' ? config['ipcSocket'] : join(s.runDir, 'ipc.sock');
     await d.waitUntil(async () => existsSync(socket) && (await tb.exec(host, [process.execPath, '-e', SOCKET_PROBE, socket], { check: false })).code === 0, 'to listen on its IPC socket', options.timeoutMs ?? 20_000);
+    d.ready();
     return d;
   }
 }
@@ -190,14 +301,9 @@ export class ReapdProcess extends DaemonProcess {
 export class Shim6dProcess extends DaemonProcess {
   readonly consolePort: number;
 
-  private constructor(tb: Testbed, host: Host, s: { child: ChildProcess; runDir: string; configFile: string; logFile: string }, consolePort: number) {
-    super('shim6d', tb, host, s.child, s.runDir, s.configFile, s.logFile);
+  private constructor(tb: Testbed, host: Host, s: Spawned, consolePort: number) {
+    super('shim6d', tb, host, s.child, s.runDir, s.configFile, s.logFile, s.spawnedAt);
     this.consolePort = consolePort;
-  }
-
-  /** The run directory used for host (its config, pid file and log live there). */
-  static runDirOf(tb: Testbed, host: Host): string {
-    return runDirOf(tb, host);
   }
 
   /**
@@ -206,36 +312,34 @@ export class Shim6dProcess extends DaemonProcess {
    */
   static async start(tb: Testbed, host: Host, config: ConfigDocument, options: StartOptions = {}): Promise<Shim6dProcess> {
     const s = DaemonProcess.spawnDaemon('shim6d', tb, host, config, options);
-    const consolePort = Number((config.shim6d?.['console'] as { port?: number } | undefined)?.port ?? defaultShim6Config().shim6d.console.port);
+    const consolePort = Number((config.shim6d?.['console'] as { port?: number } | undefined)?.port ?? DEFAULT_CONSOLE_PORT);
     const d = new Shim6dProcess(tb, host, s, consolePort);
-    await d.waitReady(options.timeoutMs ?? 20_000);
+    await d.waitReady(options.timeoutMs ?? 20_000, options.readyPollMs);
+    d.ready();
     return d;
   }
 
-  /** Resolves once the console answers `stats`. */
-  async waitReady(timeoutMs = 20_000): Promise<void> {
-    await this.waitUntil(
-      async () => {
-        const r = await this.tryConsole('stats', 500);
-        return r !== undefined && r.startsWith('uptime');
-      },
-      'to answer on its console',
-      timeoutMs,
+  /**
+   * Resolves once the console answers `stats`: one poller in the host asks every intervalMs
+   * from the same socket (no process start per attempt), so the moment is known to about
+   * intervalMs.
+   */
+  async waitReady(timeoutMs = 20_000, intervalMs = 100): Promise<void> {
+    const poller = this.tb.spawn(this.host, process.execPath, ['-e', CONSOLE_WAIT, String(this.consolePort), String(intervalMs)], { stdio: 'ignore' });
+    const answered = new Promise<void>((resolve, reject) =>
+      poller.once('exit', (code, signal) => (code === 0 ? resolve() : reject(new Error(`the console poller in ${this.host} exited (${String(code ?? signal)})`)))),
     );
-  }
-
-  private async tryConsole(command: string, timeoutMs: number): Promise<string | undefined> {
-    const r = await this.tb.exec(this.host, [process.execPath, '-e', CONSOLE_CLIENT, String(this.consolePort), String(timeoutMs), command], {
-      check: false,
-      timeoutMs: timeoutMs + 10_000,
-    });
-    return r.code === 0 ? r.stdout : undefined;
+    try {
+      await this.waitEvent(answered, 'to answer on its console', timeoutMs);
+    } finally {
+      if (poller.exitCode === null && poller.signalCode === null) poller.kill('SIGKILL');
+    }
   }
 
   /** One console command, its reply; throws if no reply comes within 5 s. */
   async console(command: string): Promise<string> {
-    const r = await this.tryConsole(command, 5000);
-    if (r === undefined) throw new Error(`no console reply from shim6d in ${this.host} to '${command}'`);
+    const r = await consoleCommand(this.tb, this.host, command, { port: this.consolePort, timeoutMs: 5000 });
+    if (r === undefined) throw new Error(`no console reply from shim6d in ${this.host} to '${command}'${this.running ? '' : ` (it exited: ${this.stderr.trim().split('\n').slice(-3).join(' | ')})`}`);
     return r;
   }
 
