@@ -17,7 +17,7 @@
  * says what).
  */
 import { CounterStream } from './lib/counter-stream';
-import { CONSOLE_CLIENT, readDumpJson, type DumpContext } from './lib/shim6d';
+import { consoleCommand, readDumpJson, type DumpContext } from './lib/shim6d';
 import { Testbed, type HostInfo } from './lib/testbed';
 import { waitFor } from './lib/wait';
 
@@ -42,14 +42,14 @@ function prefixLines(host: Side, text: string): string {
     .join('\n');
 }
 
-async function consoleCommand(tb: Testbed, host: Side, command: string): Promise<string> {
-  const r = await tb.exec(host, [process.execPath, '-e', CONSOLE_CLIENT, '19384', '5000', command], { check: false, timeoutMs: 15_000 });
-  if (r.code !== 0) throw new Error(`no console reply from ${host.toUpperCase()} to '${command}'`);
-  return r.stdout;
+async function ask(tb: Testbed, host: Side, command: string): Promise<string> {
+  const r = await consoleCommand(tb, host, command);
+  if (r === undefined) throw new Error(`no console reply from ${host.toUpperCase()} to '${command}'`);
+  return r;
 }
 
 async function context(tb: Testbed, host: Side): Promise<DumpContext | undefined> {
-  const j = await readDumpJson((command) => consoleCommand(tb, host, command));
+  const j = await readDumpJson((command) => ask(tb, host, command));
   return j.contexts.find((c) => c.state === 'ESTABLISHED');
 }
 
@@ -94,7 +94,7 @@ async function main(): Promise<number> {
     say(`    the stream's own traffic made shim6d establish the context (conntrack heuristic) in ${((Date.now() - established) / 1000).toFixed(1)} s`);
     await s.waitForMore(100);
     say("    A's admin console (echo dump | nc -u -w1 127.0.0.1 19384):");
-    say(indent(await consoleCommand(tb, 'a', 'dump'), '      '));
+    say(indent(await ask(tb, 'a', 'dump'), '      '));
 
     say('\n[4] cutting path 1 (both directions): the ULID pair stops working');
     const before = s.report().received;
@@ -123,7 +123,7 @@ async function main(): Promise<number> {
     expect(after.errors === 0 && !after.closed, 'the stream should carry on without a reset or a lost counter');
     expect(moved.a?.currentPair.local === a2 && moved.b?.currentPair.local === b2, 'both hosts should send from their path-2 locator');
     say("    A's context now:");
-    say(indent(await consoleCommand(tb, 'a', 'dump'), '      '));
+    say(indent(await ask(tb, 'a', 'dump'), '      '));
 
     say('\n[5] restoring path 1: REAP probes the ULID pair and the contexts go back to it');
     await tb.restore(1, 'both');

@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CONSOLE_CLIENT, ensureBuilt } from '../scripts/lib/shim6d';
+import { consoleCommand, ensureBuilt } from '../scripts/lib/shim6d';
 import { run, Testbed, type ExecResult } from '../scripts/lib/testbed';
 import { waitFor } from '../scripts/lib/wait';
 
@@ -52,11 +52,6 @@ function isSocket(path: string): boolean {
   } catch {
     return false;
   }
-}
-
-async function consoleReply(tb: Testbed, host: 'a' | 'b', command: string): Promise<string | undefined> {
-  const r = await tb.exec(host, [process.execPath, '-e', CONSOLE_CLIENT, '19384', '2000', command], { check: false, timeoutMs: 15_000 });
-  return r.code === 0 ? r.stdout : undefined;
 }
 
 /** Live processes in host's namespace. */
@@ -202,7 +197,7 @@ describe('scripts/shim6 (the init script)', function () {
       assert.ok(alive(pids.shim6d), 'shim6d runs');
       assert.match(r.stdout, new RegExp(`reapd started \\(pid ${pids.reapd}\\)[\\s\\S]*shim6d started \\(pid ${pids.shim6d}\\)`));
       assert.ok(isSocket(join(runDir(), 'ipc.sock')), 'the IPC socket exists');
-      assert.ok((await consoleReply(bed(), 'a', 'help')) !== undefined, 'the console answers help');
+      assert.ok((await consoleCommand(bed(), 'a', 'help', { timeoutMs: 2000 })) !== undefined, 'the console answers help');
       const save = (await bed().exec('a', ['ip6tables-save'])).stdout;
       assert.match(save, /^:SHIM6-OUT /m);
       assert.match(save, /^:SHIM6-IN /m);
@@ -232,7 +227,7 @@ describe('scripts/shim6 (the init script)', function () {
       assert.match(r.stdout, /shim6d reloaded/);
       await waitFor(() => /SIGHUP/.test(readFileSync(join(runDir(), 'shim6d.stderr.log'), 'utf8')), { what: "shim6d's SIGHUP log line", timeoutMs: 10_000 });
       assert.ok(alive(pids.reapd) && alive(pids.shim6d), 'both still run');
-      assert.ok((await consoleReply(bed(), 'a', 'help')) !== undefined, 'the console still answers');
+      assert.ok((await consoleCommand(bed(), 'a', 'help', { timeoutMs: 2000 })) !== undefined, 'the console still answers');
     });
 
     it('stop: no daemon, no SHIM6 rule or set, no pid file, no IPC socket left', async () => {
@@ -311,7 +306,7 @@ describe('scripts/shim6 (the init script)', function () {
             assert.ok(alive(pid), `${d} runs in ${t.id}/${h}`);
             daemonPids.push(pid);
           }
-          assert.ok((await consoleReply(t, h, 'help')) !== undefined, `the console of ${t.id}/${h} answers`);
+          assert.ok((await consoleCommand(t, h, 'help', { timeoutMs: 2000 })) !== undefined, `the console of ${t.id}/${h} answers`);
         }
       }
       assert.equal(new Set(daemonPids).size, 8, 'eight daemons');
