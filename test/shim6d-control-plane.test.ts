@@ -10,23 +10,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encodeControlMessage } from '../protocol/control-message';
 import { Capture, PRIME_FILTER } from '../scripts/lib/capture';
+import { sendRawShim6 } from '../scripts/lib/shim6-wire';
 import { hbaIdentity, Shim6dProcess, type DumpJson, type HbaIdentity } from '../scripts/lib/shim6d';
 import { Testbed } from '../scripts/lib/testbed';
 import { tcpTransfer } from '../scripts/lib/traffic';
 import { waitFor } from '../scripts/lib/wait';
 
-const ROOT = join(__dirname, '..');
 // Short timers, so that "never answers" is decided in about a second.
 const FAST = { control: { i1TimeoutMs: 300, i1Retries: 1, noR1HoldDownMs: 60_000 } };
-
-// Sends N I1 messages (hex) from an exact source, inside a namespace.
-const FLOOD = `
-const { Shim6Sender } = require(${JSON.stringify(join(ROOT, 'dist', 'protocol', 'shim6-socket.js'))});
-const [from, to, ...hex] = process.argv.slice(1);
-const s = new Shim6Sender();
-for (const h of hex) s.send(Buffer.from(h, 'hex'), from, to);
-s.close();
-`;
 
 describe('shim6d context exchange (testbed, real daemons)', function () {
   this.timeout(180_000);
@@ -115,7 +106,7 @@ describe('shim6d context exchange (testbed, real daemons)', function () {
     const before = await dump(b);
     const i1s = Array.from({ length: 300 }, (_, i) => encodeControlMessage({ type: 'I1', initiatorContextTag: 1000 + i, initiatorNonce: i, options: [] }).toString('hex'));
     // From A's second locator, which has no context with B.
-    await bed().exec('a', [process.execPath, '-e', FLOOD, loc('a', 1), loc('b', 1), ...i1s]);
+    await sendRawShim6(bed(), 'a', loc('a', 1), loc('b', 1), i1s);
     const stats = await waitFor(async () => {
       const s = await b!.console('stats');
       const m = /r1-sent (\d+)/.exec(s);

@@ -7,6 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { sendRawShim6 } from '../scripts/lib/shim6-wire';
 import { ensureBuilt, Shim6dProcess, testbedContexts } from '../scripts/lib/shim6d';
 import { Testbed } from '../scripts/lib/testbed';
 import { waitFor } from '../scripts/lib/wait';
@@ -132,15 +133,9 @@ describe('shim6d, the program', function () {
     });
 
     it('counts malformed Shim6 packets as drops and carries on', async () => {
-      const inject = `
-        const { RawIPv6Sender } = require(${JSON.stringify(join(ROOT, 'dist', 'protocol', 'shim6-socket.js'))});
-        const [from, to] = process.argv.slice(1);
-        const s = new RawIPv6Sender(140);
-        // payload header cut short; Hdr Ext Len 1 with P = 1; garbage; a lone octet
-        for (const hex of ['1100800b0b', '1101800b0b0b0b01', 'ffffffffffffffffffff', '00']) s.send(Buffer.from(hex, 'hex'), from, to);
-        s.close();`;
       const before = await daemon().dumpJson();
-      await bed().exec('b', [process.execPath, '-e', inject, bed().b.locators[0] as string, bed().a.locators[0] as string]);
+      // payload header cut short; Hdr Ext Len 1 with P = 1; garbage; a lone octet
+      await sendRawShim6(bed(), 'b', bed().b.locators[0] as string, bed().a.locators[0] as string, ['1100800b0b', '1101800b0b0b0b01', 'ffffffffffffffffffff', '00']);
       const after = await waitFor(
         async () => {
           const j = await daemon().dumpJson();

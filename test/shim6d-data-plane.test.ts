@@ -4,9 +4,9 @@
  * come from the configuration; the console's `shim` moves them to the path-2 pair.
  */
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
 import { encodePayloadHeader } from '../protocol/payload-header';
 import { Capture } from '../scripts/lib/capture';
+import { sendRawShim6 } from '../scripts/lib/shim6-wire';
 import { Shim6dProcess, testbedContexts, type DumpJson } from '../scripts/lib/shim6d';
 import { Testbed } from '../scripts/lib/testbed';
 import { tcpTransfer, udpEchoCheck, udpSequenceStream } from '../scripts/lib/traffic';
@@ -16,16 +16,6 @@ import { udpDatagram } from './support/packets';
 const TAG_A = 0x0a0a0a0a01;
 const TAG_B = 0x0b0b0b0b01;
 const MB = 1024 * 1024;
-const ROOT = join(__dirname, '..');
-
-// Sends one raw IPv6 packet of protocol 140 (hex payload) from an exact source, inside a namespace.
-const INJECT = `
-const { RawIPv6Sender } = require(${JSON.stringify(join(ROOT, 'dist', 'protocol', 'shim6-socket.js'))});
-const [from, to, hex] = process.argv.slice(1);
-const s = new RawIPv6Sender(140);
-s.send(Buffer.from(hex, 'hex'), from, to);
-s.close();
-`;
 
 function ruleLines(save: string): string[] {
   return save.split('\n').filter((l) => l.startsWith('-A ') && /SHIM6/.test(l));
@@ -168,7 +158,7 @@ describe('shim6d data plane (testbed: real shim6d, ip6tables, NFQUEUE)', functio
       const dropsBefore = before.contexts[0]?.counters.drops ?? {};
       const packet = (tag: number, text: string): string =>
         Buffer.concat([encodePayloadHeader(17, tag), udpDatagram(loc('a', 0), loc('b', 0), 40000, server.port, Buffer.from(text))]).toString('hex');
-      const inject = (from: string, hex: string): Promise<unknown> => bed().exec('a', [process.execPath, '-e', INJECT, from, loc('b', 1), hex]);
+      const inject = (from: string, hex: string): Promise<void> => sendRawShim6(bed(), 'a', from, loc('b', 1), [hex]);
       try {
         // The positive control: the same construction from a verified locator is delivered.
         await inject(loc('a', 1), packet(TAG_B, 'from-a2'));

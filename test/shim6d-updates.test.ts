@@ -27,6 +27,7 @@ import { ErrorCode, MessageType, VerificationMethod } from '../protocol/constant
 import { decodeControlMessage, encodeControlMessage, type ControlMessage } from '../protocol/control-message';
 import { findOption } from '../protocol/options';
 import { Capture, PRIME_FILTER } from '../scripts/lib/capture';
+import { rawShim6Command } from '../scripts/lib/shim6-wire';
 import { hbaIdentity, Shim6dProcess, type DumpContext, type DumpJson, type HbaIdentity } from '../scripts/lib/shim6d';
 import { run, Testbed, type ExecResult } from '../scripts/lib/testbed';
 import { CounterStream } from '../scripts/lib/counter-stream';
@@ -48,16 +49,6 @@ const CONFIG = { control: { updateTimeoutMs: 1000, maxUpdateTimeoutMs: 4000 }, h
 /** Control message types (RFC 5533 section 5 and RFC 5534: tshark's shim6.type). */
 const TYPE = MessageType;
 const KNOWN_TYPES = new Set<number>(Object.values(MessageType));
-
-// Sends each message (hex) once from an exact source, inside a namespace: the raw protocol-140
-// socket of shim6d itself (bound to the source, which must be an address of that namespace).
-const SEND = `
-const { Shim6Sender } = require(${JSON.stringify(join(ROOT, 'dist', 'protocol', 'shim6-socket.js'))});
-const [from, to, ...hex] = process.argv.slice(1);
-const s = new Shim6Sender();
-for (const h of hex) s.send(Buffer.from(h, 'hex'), from, to);
-s.close();
-`;
 
 interface DumpLocator {
   address: string;
@@ -132,7 +123,7 @@ class ThirdHost {
 
   /** Sends these control messages from `from` (an address of M) to `to`. */
   async send(from: string, to: string, messages: readonly Buffer[]): Promise<void> {
-    await this.exec([process.execPath, '-e', SEND, from, to, ...messages.map((m) => m.toString('hex'))]);
+    await this.exec(rawShim6Command(from, to, messages.map((m) => m.toString('hex'))));
   }
 
   /** Kills what still runs in M and deletes its namespace (its end of the link goes with it). Idempotent. */
