@@ -10,8 +10,6 @@
 import { strict as assert } from 'node:assert';
 import fc from 'fast-check';
 import { ipv6 } from '../protocol/address';
-import { onesComplementSum } from '../protocol/checksum';
-import { MAX_CONTEXT_TAG } from '../protocol/constants';
 import { encodeControlMessage } from '../protocol/control-message';
 import {
   IPPROTO_AH,
@@ -31,7 +29,10 @@ import { shimPacket } from '../protocol/payload-header';
 import { refreshLocatorKeys, zeroDrops, type ContextSpec, type DropReason, type ShimContext } from '../shim6d/context';
 import { ContextTable } from '../shim6d/context-table';
 import { DataPlane, type DataPlaneHooks, type DataPlaneOptions, type Verdict } from '../shim6d/data-plane';
-import { ipv6Packet } from './support/packets';
+import { endpointChain, routingChain, upperLayer, type ExtensionHeaderSpec } from './support/extension-chains';
+import { ipv6Packet, udpChecksumVerifies, udpDatagram } from './support/packets';
+import { prng, randomBytes } from './support/prng';
+import { contextTag } from './support/wire-arbitraries';
 
 const A1 = '2001:db8:a1::a';
 const A2 = '2001:db8:a2::a';
@@ -60,19 +61,18 @@ function specA(over: Partial<ContextSpec> = {}): ContextSpec {
   };
 }
 
-/** The same context as host B holds it. */
+/** The same context as host B holds it: specA's with the two ends swapped (pair B2 → A2). */
 function specB(over: Partial<ContextSpec> = {}): ContextSpec {
+  const a = specA();
   return {
-    id: 1,
-    origin: 'static',
-    localUlid: B1,
-    peerUlid: A1,
-    localContextTag: TAG_B,
-    peerContextTag: TAG_A,
-    localLocators: [B1, B2],
-    peerLocators: [A1, A2],
-    verification: 'static',
-    locatorPair: { local: B2, peer: A2 },
+    ...a,
+    localUlid: a.peerUlid,
+    peerUlid: a.localUlid,
+    localContextTag: a.peerContextTag,
+    peerContextTag: a.localContextTag,
+    localLocators: a.peerLocators,
+    peerLocators: a.localLocators,
+    locatorPair: a.locatorPair && { local: a.locatorPair.peer, peer: a.locatorPair.local },
     ...over,
   };
 }
@@ -119,12 +119,7 @@ function host(spec: ContextSpec, options: Partial<DataPlaneOptions> = {}): Host 
 }
 
 /** An extension header to build: its type and length in octets. */
-interface Ext {
-  type: number;
-  length?: number;
-  /** Fragment only: a non-zero Fragment Offset makes a later fragment. */
-  fragmentOffset?: number;
-}
+type Ext = ExtensionHeaderSpec;
 
 function extensionHeader(h: Ext, next: number): Buffer {
   const length = h.type === IPPROTO_FRAGMENT ? 8 : (h.length ?? (h.type === IPPROTO_AH ? 16 : 8));
@@ -149,30 +144,8 @@ function packet(source: string | Uint8Array, destination: string | Uint8Array, c
   return ipv6Packet({ source, destination, nextHeader: chain[0]?.type ?? upper, payload: Buffer.concat(parts), firstWord: 0x6012_3456, hopLimit: 61 });
 }
 
-function pseudoHeaderSum(source: Uint8Array, destination: Uint8Array, length: number, nextHeader: number): number {
-  const ph = Buffer.alloc(40);
-  ph.set(source, 0);
-  ph.set(destination, 16);
-  ph.writeUInt32BE(length, 32);
-  ph[39] = nextHeader;
-  return onesComplementSum(ph, 0, 40);
-}
-
-/** A UDP datagram with its checksum over the given addresses. */
-function udp(source: string, destination: string, data: Uint8Array): Buffer {
-  const d = Buffer.alloc(8 + data.length);
-  d.writeUInt16BE(40000, 0);
-  d.writeUInt16BE(9999, 2);
-  d.writeUInt16BE(d.length, 4);
-  d.set(data, 8);
-  d.writeUInt16BE(~onesComplementSum(d, 0, d.length, pseudoHeaderSum(addr(source), addr(destination), d.length, IPPROTO_UDP)) & 0xffff || 0xffff, 6);
-  return d;
-}
-
-/** True if the UDP datagram at `offset` verifies against the packet's own addresses. */
-function udpVerifies(p: Buffer, offset: number): boolean {
-  return onesComplementSum(p, offset, p.length, pseudoHeaderSum(p.subarray(8, 24), p.subarray(24, 40), p.length - offset, IPPROTO_UDP)) === 0xffff;
-}
+/** A UDP datagram (40000 → 9999) with its checksum over the given addresses. */
+const udp = (source: string, destination: string, data: Uint8Array): Buffer => udpDatagram(source, destination, 40000, 9999, data);
 
 /** A TCP-like segment: a 20-octet header (ACK|PSH) and data. */
 function tcp(data: Uint8Array): Buffer {
@@ -242,25 +215,6 @@ function peerShim(original: Buffer, tag: number, source: string, destination: st
 
 function dropsOnly(reason: DropReason, n = 1): Record<DropReason, number> {
   return { ...zeroDrops(), [reason]: n };
-}
-
-/** xorshift32: deterministic sizes and octets. */
-function prng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
-}
-
-function randomBytes(rand: () => number, n: number): Buffer {
-  const b = Buffer.alloc(n);
-  for (let i = 0; i < n; i++) b[i] = rand() & 0xff;
-  return b;
 }
 
 describe('DataPlane (shim6d/data-plane)', () => {
@@ -543,7 +497,7 @@ describe('DataPlane (shim6d/data-plane)', () => {
       assert.ok(out.equals(original), out.toString('hex'));
       assert.ok(out.subarray(8, 24).equals(addr(B1)), 'source: the peer ULID');
       assert.ok(out.subarray(24, 40).equals(addr(A1)), 'destination: our ULID');
-      assert.ok(udpVerifies(out, 40), 'the UDP checksum holds again');
+      assert.ok(udpChecksumVerifies(out, 40), 'the UDP checksum holds again');
       assert.equal(a.dp.stats.inboundPackets, 1);
       assert.equal(a.dp.stats.deshimmedPackets, 1);
       assert.equal(a.ctx.counters.deshimmedPackets, 1);
@@ -583,10 +537,10 @@ describe('DataPlane (shim6d/data-plane)', () => {
           const wire = asBuffer(me.dp.outbound(original));
           assert.ok(original.equals(keep));
           assert.ok(wire.subarray(8, 40).equals(Buffer.concat(fromA ? [addr(A2), addr(B2)] : [addr(B2), addr(A2)])));
-          if (rt.upper === IPPROTO_UDP && rt.chain.length === 0) assert.ok(!udpVerifies(wire, 48), 'the checksum covers the ULIDs, not the locators');
+          if (rt.upper === IPPROTO_UDP && rt.chain.length === 0) assert.ok(!udpChecksumVerifies(wire, 48), 'the checksum covers the ULIDs, not the locators');
           const back = asBuffer(them.dp.inbound(wire));
           assert.ok(back.equals(original), `size ${size}: ${back.toString('hex')}`);
-          if (rt.upper === IPPROTO_UDP && rt.chain.length === 0) assert.ok(udpVerifies(back, 40));
+          if (rt.upper === IPPROTO_UDP && rt.chain.length === 0) assert.ok(udpChecksumVerifies(back, 40));
           sent++;
         }
         assert.equal(a.ctx.counters.shimmedPackets + b.ctx.counters.shimmedPackets, sent);
@@ -703,25 +657,12 @@ describe('DataPlane (shim6d/data-plane)', () => {
   });
 
   describe('properties', () => {
-    const generic = (type: number): fc.Arbitrary<Ext> => fc.integer({ min: 1, max: 4 }).map((n) => ({ type, length: n * 8 }));
-    const routingPart = fc.tuple(fc.boolean(), generic(IPPROTO_ROUTING), generic(IPPROTO_DSTOPTS)).map(([withDst, r, d]) => (withDst ? [d, r] : [r]));
-    const prefix = fc.tuple(fc.option(generic(IPPROTO_HOPOPTS), { nil: undefined }), fc.array(routingPart, { maxLength: 2 })).map(([hbh, parts]) => [...(hbh ? [hbh] : []), ...parts.flat()]);
-    const endpointHeader: fc.Arbitrary<Ext> = fc.oneof(
-      fc.constant({ type: IPPROTO_FRAGMENT }),
-      generic(IPPROTO_DSTOPTS),
-      fc.integer({ min: 2, max: 5 }).map((n) => ({ type: IPPROTO_AH, length: n * 8 })),
-    );
-    const endpoint = fc.tuple(fc.array(endpointHeader, { maxLength: 3 }), fc.option(fc.integer({ min: 1, max: 8191 }), { nil: undefined })).map(([hs, later]) =>
-      later === undefined ? hs : [...hs, { type: IPPROTO_FRAGMENT, fragmentOffset: later }],
-    );
-    const upper = fc.constantFrom(IPPROTO_UDP, IPPROTO_TCP, IPPROTO_ICMPV6, IPPROTO_NONE, IPPROTO_ESP);
-    const tag = fc.bigInt({ min: 0n, max: BigInt(MAX_CONTEXT_TAG) }).map(Number);
     /** Which locators each side sends from: at least one side off its ULID. */
     const pair = fc.constantFrom<[string, string]>([A2, B2], [A1, B2], [A2, B1]);
 
     it('outbound on one host then inbound on the other gives the exact original packet (fast-check)', () => {
       fc.assert(
-        fc.property(prefix, endpoint, upper, fc.uint8Array({ maxLength: 1000 }), tag, tag, pair, fc.boolean(), (pre, end, up, body, tagA, tagB, [la, lb], fromA) => {
+        fc.property(routingChain, endpointChain, upperLayer, fc.uint8Array({ maxLength: 1000 }), contextTag, contextTag, pair, fc.boolean(), (pre, end, up, body, tagA, tagB, [la, lb], fromA) => {
           const a = host(specA({ localContextTag: tagA, peerContextTag: tagB, locatorPair: { local: la, peer: lb } }), { defaultPathMtu: 9000 });
           const b = host(specB({ localContextTag: tagB, peerContextTag: tagA, locatorPair: { local: lb, peer: la } }), { defaultPathMtu: 9000 });
           const [me, them, src, dst] = fromA ? [a, b, A1, B1] : [b, a, B1, A1];

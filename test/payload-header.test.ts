@@ -8,8 +8,8 @@
 import { strict as assert } from 'node:assert';
 import fc from 'fast-check';
 import { ipv6 } from '../protocol/address';
-import { ipv6Packet } from './support/packets';
-import { onesComplementSum } from '../protocol/checksum';
+import { endpointChain, routingChain, upperLayer, type ExtensionHeaderSpec } from './support/extension-chains';
+import { ipv6Packet, udpChecksumVerifies, udpDatagram } from './support/packets';
 import { MAX_CONTEXT_TAG } from '../protocol/constants';
 import {
   IPPROTO_AH,
@@ -17,7 +17,6 @@ import {
   IPPROTO_ESP,
   IPPROTO_FRAGMENT,
   IPPROTO_HOPOPTS,
-  IPPROTO_ICMPV6,
   IPPROTO_NONE,
   IPPROTO_ROUTING,
   IPPROTO_SHIM6,
@@ -42,6 +41,7 @@ import {
   shimPacket,
 } from '../protocol/payload-header';
 import { tshark, tsharkFields } from './support/tshark';
+import { contextTag } from './support/wire-arbitraries';
 
 const ULID_A = ipv6('2001:db8:a1::1');
 const ULID_B = ipv6('2001:db8:b1::1');
@@ -49,11 +49,7 @@ const LOCATOR_A = ipv6('2001:db8:a2::1');
 const LOCATOR_B = ipv6('2001:db8:b2::1');
 
 /** An extension header to build: its type and length in octets (generic: a multiple of 8). */
-interface Ext {
-  type: number;
-  length?: number;
-  /** Fragment only: a non-zero 13-bit Fragment Offset makes a later fragment. */
-  fragmentOffset?: number;
+interface Ext extends ExtensionHeaderSpec {
   /** Shim6 only: the tag (the header is then a payload header, P = 1). */
   tag?: number;
 }
@@ -88,31 +84,7 @@ function packet(chain: Ext[], upper: number, body: Uint8Array, source: Uint8Arra
 }
 
 /** A UDP datagram (header + data) with its checksum computed over the given addresses. */
-function udp(source: Uint8Array, destination: Uint8Array, data: Uint8Array, sourcePort = 40000, destinationPort = 9999): Buffer {
-  const d = Buffer.alloc(8 + data.length);
-  d.writeUInt16BE(sourcePort, 0);
-  d.writeUInt16BE(destinationPort, 2);
-  d.writeUInt16BE(d.length, 4);
-  d.set(data, 8);
-  d.writeUInt16BE(~onesComplementSum(d, 0, d.length, pseudoHeaderSum(source, destination, d.length, IPPROTO_UDP)) & 0xffff || 0xffff, 6);
-  return d;
-}
-
-/** RFC 8200 section 8.1 pseudo-header, summed. */
-function pseudoHeaderSum(source: Uint8Array, destination: Uint8Array, upperLayerLength: number, nextHeader: number): number {
-  const ph = Buffer.alloc(40);
-  ph.set(source, 0);
-  ph.set(destination, 16);
-  ph.writeUInt32BE(upperLayerLength, 32);
-  ph[39] = nextHeader;
-  return onesComplementSum(ph, 0, 40);
-}
-
-/** True if the UDP datagram at `offset` (to the end) verifies with the packet's own addresses. */
-function udpChecksumVerifies(p: Buffer, offset: number): boolean {
-  const initial = pseudoHeaderSum(p.subarray(8, 24), p.subarray(24, 40), p.length - offset, IPPROTO_UDP);
-  return onesComplementSum(p, offset, p.length, initial) === 0xffff;
-}
+const udp = (source: Uint8Array, destination: Uint8Array, data: Uint8Array, sourcePort = 40000, destinationPort = 9999): Buffer => udpDatagram(source, destination, sourcePort, destinationPort, data);
 
 /** A 20-octet TCP header with ACK set: with the IPv6 header, a 60-octet TCP ACK. */
 function tcpAck(): Buffer {
@@ -322,25 +294,11 @@ describe('Shim6 payload extension header (RFC 5533 section 5)', () => {
   });
 
   describe('properties', () => {
-    const generic = (type: number): fc.Arbitrary<Ext> => fc.integer({ min: 1, max: 4 }).map((n) => ({ type, length: n * 8 }));
-    /** Routing-related part: Routing, optionally preceded by a Destination Options header. */
-    const routingPart = fc.tuple(fc.boolean(), generic(IPPROTO_ROUTING), generic(IPPROTO_DSTOPTS)).map(([withDst, r, d]) => (withDst ? [d, r] : [r]));
-    const prefix = fc.tuple(fc.option(generic(IPPROTO_HOPOPTS), { nil: undefined }), fc.array(routingPart, { maxLength: 2 })).map(([hbh, parts]) => [...(hbh ? [hbh] : []), ...parts.flat()]);
-    const endpointHeader: fc.Arbitrary<Ext> = fc.oneof(
-      fc.constant({ type: IPPROTO_FRAGMENT }),
-      generic(IPPROTO_DSTOPTS),
-      fc.integer({ min: 2, max: 5 }).map((n) => ({ type: IPPROTO_AH, length: n * 8 })),
-    );
-    const endpoint = fc.tuple(fc.array(endpointHeader, { maxLength: 3 }), fc.option(fc.integer({ min: 1, max: 8191 }), { nil: undefined })).map(([hs, later]) =>
-      later === undefined ? hs : [...hs, { type: IPPROTO_FRAGMENT, fragmentOffset: later }],
-    );
-    const upper = fc.constantFrom(IPPROTO_UDP, IPPROTO_TCP, IPPROTO_ICMPV6, IPPROTO_NONE, IPPROTO_ESP);
     const address = fc.uint8Array({ minLength: 16, maxLength: 16 });
-    const tagArb = fc.bigInt({ min: 0n, max: BigInt(MAX_CONTEXT_TAG) }).map(Number);
 
     it('shim puts the header after exactly the routing-related headers; deshim returns the packet byte for byte (fast-check)', () => {
       fc.assert(
-        fc.property(prefix, endpoint, upper, fc.uint8Array({ maxLength: 300 }), tagArb, address, address, address, address, (pre, end, up, body, tag, ulidA, ulidB, locA, locB) => {
+        fc.property(routingChain, endpointChain, upperLayer, fc.uint8Array({ maxLength: 300 }), contextTag, address, address, address, address, (pre, end, up, body, tag, ulidA, ulidB, locA, locB) => {
           const original = packet([...pre, ...end], up, body, ulidA, ulidB);
           const insertAt = 40 + pre.reduce((n, h) => n + (h.length ?? 8), 0);
           const s = shimmed(original, tag, locA, locB);

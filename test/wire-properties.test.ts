@@ -7,22 +7,10 @@ import fc from 'fast-check';
 import { internetChecksum } from '../protocol/checksum';
 import { ControlMessage, decodeControlMessage, encodeControlMessage } from '../protocol/control-message';
 import { DecodeResult } from '../protocol/decode-result';
+import { prng } from './support/prng';
 import { controlMessage } from './support/wire-arbitraries';
 
 const SEED = 0x5eed6;
-
-/** xorshift32: a deterministic generator for the fuzz loop. */
-function prng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
-}
 
 function assertTotal(input: Buffer, r: DecodeResult<unknown>): void {
   if (r.ok) return;

@@ -3,6 +3,7 @@
  */
 import { ipv6 } from '../../protocol/address';
 import { onesComplementSum } from '../../protocol/checksum';
+import { IPPROTO_UDP } from '../../protocol/ipv6-packet';
 
 export interface Ipv6PacketSpec {
   /** Text, or the 16 octets. */
@@ -28,19 +29,32 @@ export function ipv6Packet(spec: Ipv6PacketSpec): Buffer {
   return Buffer.concat([header, spec.payload]);
 }
 
+/** RFC 8200 section 8.1 pseudo-header of (source, destination), summed (ones' complement). */
+export function pseudoHeaderSum(source: Uint8Array, destination: Uint8Array, upperLayerLength: number, nextHeader: number): number {
+  const pseudo = Buffer.alloc(40);
+  pseudo.set(source, 0);
+  pseudo.set(destination, 16);
+  pseudo.writeUInt32BE(upperLayerLength, 32);
+  pseudo[39] = nextHeader;
+  return onesComplementSum(pseudo, 0, pseudo.length);
+}
+
+const octets = (a: string | Uint8Array): Uint8Array => (typeof a === 'string' ? ipv6(a) : a);
+
 /** A UDP header and data with the checksum over the IPv6 pseudo-header of (source, destination). */
-export function udpDatagram(source: string, destination: string, sourcePort: number, destinationPort: number, data: Uint8Array): Buffer {
+export function udpDatagram(source: string | Uint8Array, destination: string | Uint8Array, sourcePort: number, destinationPort: number, data: Uint8Array): Buffer {
   const udp = Buffer.alloc(8 + data.length);
   udp.writeUInt16BE(sourcePort, 0);
   udp.writeUInt16BE(destinationPort, 2);
   udp.writeUInt16BE(udp.length, 4);
   udp.set(data, 8);
-  const pseudo = Buffer.alloc(40);
-  pseudo.set(ipv6(source), 0);
-  pseudo.set(ipv6(destination), 16);
-  pseudo.writeUInt32BE(udp.length, 32);
-  pseudo.writeUInt32BE(17, 36);
-  const sum = onesComplementSum(udp, 0, udp.length, onesComplementSum(pseudo, 0, pseudo.length));
+  const sum = onesComplementSum(udp, 0, udp.length, pseudoHeaderSum(octets(source), octets(destination), udp.length, IPPROTO_UDP));
   udp.writeUInt16BE(~sum & 0xffff || 0xffff, 6);
   return udp;
+}
+
+/** True if the UDP datagram at `offset` (to the end of the packet) verifies with the packet's own addresses. */
+export function udpChecksumVerifies(packet: Buffer, offset: number): boolean {
+  const initial = pseudoHeaderSum(packet.subarray(8, 24), packet.subarray(24, 40), packet.length - offset, IPPROTO_UDP);
+  return onesComplementSum(packet, offset, packet.length, initial) === 0xffff;
 }
